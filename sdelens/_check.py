@@ -1,0 +1,80 @@
+"""Input validation shared by every public constructor and function.
+
+Each check raises a `ValueError` naming the parameter, the value it got and what is allowed.
+Checks only run on concrete values: under `jax.jit` a traced field cannot be inspected and is
+taken as valid (it was validated when the concrete object was built).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jax.core import Tracer
+
+
+def is_concrete(value) -> bool:
+    return not isinstance(value, Tracer)
+
+
+def _short(value) -> str:
+    arr = np.asarray(value)
+    if arr.size <= 6:
+        return np.array2string(arr, precision=4) if arr.ndim else repr(arr.item())
+    return f"array of shape {arr.shape}"
+
+
+def positive_finite(name: str, value, *, allow_zero: bool = False) -> None:
+    """Every entry of `value` is finite and > 0 (>= 0 with `allow_zero`)."""
+    if not is_concrete(value):
+        return
+    arr = np.asarray(value, dtype=float)
+    bound_ok = arr >= 0 if allow_zero else arr > 0
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or not np.all(bound_ok):
+        allowed = "finite and >= 0" if allow_zero else "finite and > 0"
+        raise ValueError(f"{name}={_short(value)} is invalid: every entry must be {allowed}.")
+
+
+def in_interval(name: str, value, low: float, high: float, *, closed_high: bool = False) -> None:
+    """`low <= value < high` (or `<= high`)."""
+    if not is_concrete(value):
+        return
+    v = float(value)
+    ok = low <= v <= high if closed_high else low <= v < high
+    if not (np.isfinite(v) and ok):
+        bracket = "]" if closed_high else ")"
+        raise ValueError(f"{name}={v!r} is invalid: allowed range is [{low}, {high}{bracket}.")
+
+
+def positive_int(name: str, value) -> int:
+    """A Python integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1.")
+    return int(value)
+
+
+def spd_matrix(name: str, value) -> None:
+    """A symmetric positive-definite square matrix."""
+    if not is_concrete(value):
+        return
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"{name} has shape {arr.shape}: a square (d, d) matrix is required.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite entries: a finite SPD matrix is required.")
+    if not np.allclose(arr, arr.T, rtol=1e-5, atol=1e-8 * max(1.0, np.abs(arr).max())):
+        raise ValueError(
+            f"{name} is not symmetric: a symmetric positive-definite matrix is required."
+        )
+    smallest = np.linalg.eigvalsh(arr).min()
+    if smallest <= 0:
+        raise ValueError(
+            f"{name} is not positive definite (smallest eigenvalue {smallest:.3g}): "
+            "a symmetric positive-definite matrix is required."
+        )
+
+
+def choice(name: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(
+            f"{name}={value!r} is invalid: choose one of {', '.join(map(repr, allowed))}."
+        )
+    return value

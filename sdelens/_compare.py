@@ -1,0 +1,118 @@
+"""Side-by-side statistics of two runs on the same save grid."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ._run import Run
+
+__all__ = ["Comparison", "compare"]
+
+
+def _mean_and_se(a: np.ndarray):
+    """Mean and standard error over finite paths (axis 0)."""
+    finite = np.isfinite(a)
+    n = finite.sum(axis=0)
+    x = np.where(finite, a, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = x.sum(axis=0) / n
+        var = (np.where(finite, a - mean, 0.0) ** 2).sum(axis=0) / np.maximum(n - 1, 1)
+        return mean, np.sqrt(var / n), var
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Comparison:
+    """Run `b` (usually the SDE) measured against run `a` (usually the optimizer).
+
+    Attributes:
+        ts: `(S,)` common times.
+        mean_loss_a, mean_loss_b, se_a, se_b: `(S,)` mean loss over paths and its Monte Carlo
+            standard error.
+        diff: `(S,)` `E f(b) - E f(a)`; `se_diff`: its standard error `√(se_a² + se_b²)`.
+        max_abs_mean_loss_error: `max_t |diff|`.
+        max_rel_mean_loss_error: `max_t |diff| / |E f(a)|` (the weak error, relative).
+        max_z: `max_t |diff| / se_diff`: above ~4 the gap is not Monte Carlo noise.
+        final_mean_error, final_var_error: `(d,)` per-coordinate differences of mean and
+            variance of `x` at the last save (None without states).
+        diverged_a, diverged_b: divergence flags of the runs.
+    """
+
+    ts: np.ndarray
+    mean_loss_a: np.ndarray
+    mean_loss_b: np.ndarray
+    se_a: np.ndarray
+    se_b: np.ndarray
+    diff: np.ndarray
+    se_diff: np.ndarray
+    max_abs_mean_loss_error: float
+    max_rel_mean_loss_error: float
+    max_z: float
+    final_mean_error: np.ndarray | None
+    final_var_error: np.ndarray | None
+    diverged_a: bool
+    diverged_b: bool
+
+    def metrics(self) -> dict:
+        """JSON-ready numbers (as written to summary.json)."""
+        out = {
+            "max_rel_mean_loss_error": self.max_rel_mean_loss_error,
+            "max_abs_mean_loss_error": self.max_abs_mean_loss_error,
+            "max_z": self.max_z,
+            "final_mean_loss": {
+                "optimizer": float(self.mean_loss_a[-1]),
+                "sde": float(self.mean_loss_b[-1]),
+            },
+            "final_mean_loss_se": {"optimizer": float(self.se_a[-1]), "sde": float(self.se_b[-1])},
+            "diverged": {"optimizer": self.diverged_a, "sde": self.diverged_b},
+        }
+        if self.final_mean_error is not None:
+            out["final_max_abs_mean_error"] = float(np.max(np.abs(self.final_mean_error)))
+            out["final_max_abs_var_error"] = float(np.max(np.abs(self.final_var_error)))
+        return out
+
+
+def compare(a: Run, b: Run) -> Comparison:
+    """Weak error of `b` against `a`: mean loss over time with Monte Carlo errors, and moments.
+
+    Both runs must share the save grid (same `steps` and `ts`). Paths that went non-finite are
+    left out of the means; the divergence flags say whether that happened.
+    """
+    if not isinstance(a, Run) or not isinstance(b, Run):
+        raise ValueError("compare(a, b) takes two sdelens Run objects.")
+    if a.steps.shape != b.steps.shape or not np.array_equal(a.steps, b.steps):
+        raise ValueError(
+            f"the runs have different save grids (steps {a.steps[:3]}...{a.steps[-1]} vs "
+            f"{b.steps[:3]}...{b.steps[-1]}): use the same n_steps and save_every."
+        )
+    if not np.allclose(a.ts, b.ts, rtol=1e-5):
+        raise ValueError("the runs have different clocks (ts): use the same learning rate.")
+    mean_a, se_a, _ = _mean_and_se(a.loss)
+    mean_b, se_b, _ = _mean_and_se(b.loss)
+    diff = mean_b - mean_a
+    se_diff = np.sqrt(se_a**2 + se_b**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(diff) / np.abs(mean_a)
+        z = np.where(se_diff > 0, np.abs(diff) / se_diff, 0.0)
+    final_mean = final_var = None
+    if a.x is not None and b.x is not None:
+        ma, _, va = _mean_and_se(a.x[:, -1])
+        mb, _, vb = _mean_and_se(b.x[:, -1])
+        final_mean, final_var = mb - ma, vb - va
+    return Comparison(
+        ts=np.asarray(a.ts),
+        mean_loss_a=mean_a,
+        mean_loss_b=mean_b,
+        se_a=se_a,
+        se_b=se_b,
+        diff=diff,
+        se_diff=se_diff,
+        max_abs_mean_loss_error=float(np.nanmax(np.abs(diff))),
+        max_rel_mean_loss_error=float(np.nanmax(np.where(np.isfinite(rel), rel, np.nan))),
+        max_z=float(np.nanmax(z)),
+        final_mean_error=final_mean,
+        final_var_error=final_var,
+        diverged_a=a.diverged,
+        diverged_b=b.diverged,
+    )

@@ -1,0 +1,166 @@
+"""`Run`: the saved output of `simulate` or `run_optimizer`, and its files on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Run", "save", "load", "package_versions"]
+
+_ARRAYS = ("steps", "ts", "loss", "x", "state")
+_SCALARS = ("kind", "diverged", "first_bad_step", "n_diverged", "seconds", "grad_evals")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+    """Saved states of an ensemble of paths, at steps `0, save_every, 2·save_every, …, n_steps`.
+
+    Attributes:
+        kind: `"optimizer"` (discrete, optax) or `"sde"` (diffrax).
+        steps: `(S,)` optimizer step index of each save.
+        ts: `(S,)` times `steps · lr`, the clock both share.
+        loss: `(n_paths, S)` loss of each path at each save.
+        x: `(n_paths, S, d)` parameters, or None when only statistics were kept.
+        state: `(n_paths, S, n)` full SDE state when it holds more than `x` (else None).
+        config: what produced the run (optimizer, problem, seed, sizes, solver).
+        diverged: whether any path became non-finite.
+        first_bad_step: the first saved step at which some path was non-finite (None if none).
+            Divergence is seen at save resolution: it happened within the `save_every`
+            steps before. Use `save_every=1` for the exact step.
+        n_diverged: number of paths non-finite at the last save.
+        seconds: wall-clock time of the call, compilation included.
+        grad_evals: gradient (or drift) evaluations per path.
+    """
+
+    kind: str
+    steps: np.ndarray
+    ts: np.ndarray
+    loss: np.ndarray
+    x: np.ndarray | None
+    config: dict[str, Any]
+    diverged: bool
+    first_bad_step: int | None
+    n_diverged: int
+    state: np.ndarray | None = None
+    seconds: float = float("nan")
+    grad_evals: int = 0
+
+    @property
+    def n_paths(self) -> int:
+        return self.loss.shape[0]
+
+    @property
+    def mean_loss(self) -> np.ndarray:
+        """`(S,)` loss averaged over the paths that stayed finite."""
+        return _finite_mean(self.loss)
+
+    def save(self, path: str | os.PathLike, *, force: bool = False, summary: dict | None = None):
+        """Write this run to directory `path` (see `sdelens.save`)."""
+        return save(path, {"run": self}, summary=summary, force=force)
+
+
+def _finite_mean(a: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(a)
+    count = finite.sum(axis=0)
+    total = np.where(finite, a, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of sdelens and the libraries its numbers depend on."""
+    out = {}
+    for name in ("sdelens", "jax", "jaxlib", "diffrax", "equinox", "optax", "lineax", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+def save(
+    path: str | os.PathLike,
+    runs: dict[str, Run],
+    *,
+    summary: dict | None = None,
+    figures: dict[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write runs to a results directory, atomically.
+
+    The directory holds `summary.json` (the `summary` given, plus `versions` and a manifest of
+    each run's config and scalars), `runs.npz` (arrays named `"<run>/<field>"`) and one PNG per
+    matplotlib figure in `figures`. Everything is written under a temporary name and renamed, so
+    a crash leaves no half-written result. An existing `path` is replaced only with `force=True`.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists: pass force=True (CLI: --force) to overwrite it.")
+    if not runs or not all(isinstance(r, Run) for r in runs.values()):
+        raise ValueError("runs must be a non-empty dict of name -> Run.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        arrays, manifest = {}, {}
+        for name, run in runs.items():
+            for field in _ARRAYS:
+                value = getattr(run, field)
+                if value is not None:
+                    arrays[f"{name}/{field}"] = np.asarray(value)
+            manifest[name] = {"config": run.config, **{k: getattr(run, k) for k in _SCALARS}}
+        np.savez_compressed(tmp / "runs.npz", **arrays)
+        doc = dict(summary or {})
+        doc.setdefault("versions", package_versions())
+        doc["runs"] = manifest
+        (tmp / "summary.json").write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
+        for name, fig in (figures or {}).items():
+            fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike) -> Run | dict[str, Run]:
+    """Read a results directory written by `save` / `Run.save`.
+
+    Returns the `Run` when the directory holds one run, else a dict name -> `Run`.
+    """
+    path = Path(path)
+    summary_file, arrays_file = path / "summary.json", path / "runs.npz"
+    if not summary_file.is_file() or not arrays_file.is_file():
+        raise ValueError(f"path={str(path)!r} is not an sdelens results directory.")
+    manifest = json.loads(summary_file.read_text())["runs"]
+    runs = {}
+    with np.load(arrays_file) as data:
+        for name, meta in manifest.items():
+            fields = {f: data[f"{name}/{f}"] if f"{name}/{f}" in data else None for f in _ARRAYS}
+            scalars = {k: meta[k] for k in _SCALARS}
+            scalars["seconds"] = float("nan") if scalars["seconds"] is None else scalars["seconds"]
+            runs[name] = Run(config=meta["config"], **fields, **scalars)
+    return next(iter(runs.values())) if len(runs) == 1 else runs
