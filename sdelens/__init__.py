@@ -3,6 +3,21 @@
 from . import plot as plot
 from ._compare import Comparison as Comparison
 from ._compare import compare as compare
+from ._experiments import (
+    NoiseSweep as NoiseSweep,
+)
+from ._experiments import (
+    OptimizerVsSDE as OptimizerVsSDE,
+)
+from ._experiments import (
+    loglog_slope as loglog_slope,
+)
+from ._experiments import (
+    noise_sweep as noise_sweep,
+)
+from ._experiments import (
+    optimizer_vs_sde as optimizer_vs_sde,
+)
 from ._noise import (
     AbstractNoise as AbstractNoise,
 )

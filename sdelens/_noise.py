@@ -349,7 +349,8 @@ def sign_phase(
         width = jnp.broadcast_to(noise.scale, grad.shape)
     else:
         raise ValueError(
-            f"noise={type(noise).__name__} is invalid: phases are defined for GaussianNoise and StudentTNoise."
+            f"noise={type(noise).__name__} is invalid: phases are defined for "
+            "GaussianNoise and StudentTNoise."
         )
     y = jnp.abs(grad) / (jnp.sqrt(2.0) * width)
     return jnp.where(y > high, 1, jnp.where(y < low, 3, 2))

@@ -72,7 +72,8 @@ class Quadratic(AbstractProblem):
             _check.spd_matrix("h", self.h)
         else:
             raise ValueError(
-                f"h has shape {self.h.shape}: a vector (diagonal of H) or an SPD matrix is required."
+                f"h has shape {self.h.shape}: a vector (diagonal of H) or an SPD matrix "
+                "is required."
             )
         d = self.h.shape[0]
         if self.noise.dim is not None and self.noise.dim != d:

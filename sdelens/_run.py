@@ -106,31 +106,35 @@ def save(
     *,
     summary: dict | None = None,
     figures: dict[str, Any] | None = None,
+    arrays: dict[str, Any] | None = None,
     force: bool = False,
 ) -> Path:
     """Write runs to a results directory, atomically.
 
     The directory holds `summary.json` (the `summary` given, plus `versions` and a manifest of
-    each run's config and scalars), `runs.npz` (arrays named `"<run>/<field>"`) and one PNG per
-    matplotlib figure in `figures`. Everything is written under a temporary name and renamed, so
-    a crash leaves no half-written result. An existing `path` is replaced only with `force=True`.
+    each run's config and scalars), `runs.npz` (arrays named `"<run>/<field>"`, plus any extra
+    `arrays` under `"extra/<name>"`) and one PNG per matplotlib figure in `figures`. `runs` may be
+    empty when only a summary, figures and extra arrays are worth keeping (e.g. a sweep).
+    Everything is written under a temporary name and renamed, so a crash leaves no half-written result. An existing `path` is replaced only with `force=True`.
     """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists: pass force=True (CLI: --force) to overwrite it.")
-    if not runs or not all(isinstance(r, Run) for r in runs.values()):
-        raise ValueError("runs must be a non-empty dict of name -> Run.")
+    if not all(isinstance(r, Run) for r in runs.values()):
+        raise ValueError("runs must be a dict of name -> Run.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        arrays, manifest = {}, {}
+        arrays_out, manifest = {}, {}
         for name, run in runs.items():
             for field in _ARRAYS:
                 value = getattr(run, field)
                 if value is not None:
-                    arrays[f"{name}/{field}"] = np.asarray(value)
+                    arrays_out[f"{name}/{field}"] = np.asarray(value)
             manifest[name] = {"config": run.config, **{k: getattr(run, k) for k in _SCALARS}}
-        np.savez_compressed(tmp / "runs.npz", **arrays)
+        for name, value in (arrays or {}).items():
+            arrays_out[f"extra/{name}"] = np.asarray(value)
+        np.savez_compressed(tmp / "runs.npz", **arrays_out)
         doc = dict(summary or {})
         doc.setdefault("versions", package_versions())
         doc["runs"] = manifest
@@ -149,7 +153,8 @@ def save(
 def load(path: str | os.PathLike) -> Run | dict[str, Run]:
     """Read a results directory written by `save` / `Run.save`.
 
-    Returns the `Run` when the directory holds one run, else a dict name -> `Run`.
+    Returns the `Run` when the directory holds one run, else a dict name -> `Run` (empty for a
+    directory that keeps only a summary, e.g. a sweep; its extra arrays are in `runs.npz`).
     """
     path = Path(path)
     summary_file, arrays_file = path / "summary.json", path / "runs.npz"

@@ -1,0 +1,197 @@
+"""The standard experiments behind the CLI and the notebooks: optimizer vs SDE on one problem,
+and the stationary loss as the noise level grows."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from . import _check
+from ._compare import Comparison, compare
+from ._optimizers import AbstractOptimizer
+from ._problems import AbstractProblem
+from ._run import Run
+from ._simulate import run_optimizer, simulate
+from ._theory import Stationary, empirical_stationary, stationary
+
+__all__ = ["OptimizerVsSDE", "optimizer_vs_sde", "NoiseSweep", "noise_sweep", "loglog_slope"]
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of `log y` against `log x` (the exponent `p` in `y ∝ xᵖ`)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError(f"x {x.shape} and y {y.shape} must be 1-D of one length >= 2.")
+    if np.any(x <= 0) or np.any(y <= 0) or not np.all(np.isfinite(x * y)):
+        raise ValueError("x and y must be finite and > 0 for a log-log slope.")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _try_stationary(opt, prob) -> Stationary | None:
+    try:
+        return stationary(opt, prob)
+    except NotImplementedError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OptimizerVsSDE:
+    """The discrete optimizer (`ref`) and its SDE (`run`) on one problem, side by side."""
+
+    optimizer: AbstractOptimizer
+    problem: AbstractProblem
+    ref: Run
+    run: Run
+    comparison: Comparison
+    theory: Stationary | None
+
+    def metrics(self, burn_in: float = 0.5) -> dict:
+        """`compare` metrics plus the stationary loss of both runs and of the theory."""
+        out = self.comparison.metrics()
+        for name, r in (("optimizer", self.ref), ("sde", self.run)):
+            if not r.diverged:
+                est = empirical_stationary(r, burn_in=burn_in)
+                out.setdefault("stationary_loss", {})[name] = est.expected_loss
+                out.setdefault("stationary_loss_se", {})[name] = est.expected_loss_se
+        if self.theory is not None:
+            out.setdefault("stationary_loss", {})["theory"] = self.theory.expected_loss
+        return out
+
+    def figures(self) -> dict:
+        """Mean loss over time, and the stationary marginals against the theory."""
+        from . import plot
+
+        figs = {"trajectories": plot.trajectories(self.ref, self.run)}
+        if not self.ref.diverged:
+            figs["stationary"] = plot.stationary(self.ref, theory=self.theory)
+        return figs
+
+
+def optimizer_vs_sde(
+    opt: AbstractOptimizer,
+    prob: AbstractProblem,
+    x0,
+    *,
+    n_steps: int,
+    n_paths: int,
+    seed: int = 0,
+    save_every: int = 1,
+    solver=None,
+) -> OptimizerVsSDE:
+    """Run `opt` and integrate its SDE from `x0` with independent keys derived from `seed`."""
+    key_opt, key_sde = jax.random.split(jax.random.key(seed))
+    ref = run_optimizer(
+        opt, prob, x0, n_steps=n_steps, n_runs=n_paths, key=key_opt, save_every=save_every
+    )
+    run = simulate(
+        opt,
+        prob,
+        x0,
+        n_steps=n_steps,
+        n_paths=n_paths,
+        key=key_sde,
+        save_every=save_every,
+        solver=solver,
+    )
+    return OptimizerVsSDE(opt, prob, ref, run, compare(ref, run), _try_stationary(opt, prob))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NoiseSweep:
+    """Stationary expected loss against the noise scale, per optimizer.
+
+    `loss[name][kind]` and `se[name][kind]` are `(len(scales),)` arrays with `kind` in
+    `"optimizer"`, `"sde"` (Monte Carlo estimates) and `"theory"` (closed form, `se` 0).
+    `slopes[name][kind]` is the fitted log-log slope (theory: SGD 2, SignSGD 1).
+    """
+
+    scales: np.ndarray
+    loss: dict[str, dict[str, np.ndarray]]
+    se: dict[str, dict[str, np.ndarray]]
+    slopes: dict[str, dict[str, float]]
+    diverged: dict[str, dict[str, bool]]
+
+    def metrics(self) -> dict:
+        return {
+            "scales": self.scales.tolist(),
+            "stationary_loss": {
+                n: {k: v.tolist() for k, v in d.items()} for n, d in self.loss.items()
+            },
+            "stationary_loss_se": {
+                n: {k: v.tolist() for k, v in d.items()} for n, d in self.se.items()
+            },
+            "slopes": self.slopes,
+            "diverged": self.diverged,
+        }
+
+    def figure(self):
+        from . import plot
+
+        series = {
+            f"{n} {k}": v for n, d in self.loss.items() for k, v in d.items() if k != "theory"
+        }
+        errors = {f"{n} {k}": v for n, d in self.se.items() for k, v in d.items() if k != "theory"}
+        theory = {f"{n} theory": d["theory"] for n, d in self.loss.items() if "theory" in d}
+        return plot.noise_scaling(
+            self.scales, series, labels=list(series), theory=theory, errors=errors
+        )
+
+
+def noise_sweep(
+    optimizers: Sequence[AbstractOptimizer],
+    problem_at: Callable[[float], AbstractProblem],
+    scales: Sequence[float],
+    x0,
+    *,
+    n_steps: int,
+    n_paths: int,
+    seed: int = 0,
+    save_every: int = 10,
+    burn_in: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> NoiseSweep:
+    """For each optimizer and noise scale `s`, the stationary loss of optimizer, SDE and theory.
+
+    `problem_at(s)` builds the problem at noise scale `s` (same shapes for every `s`, so each
+    optimizer compiles once). Start `x0` at the minimum to skip the transient.
+    """
+    scales = np.asarray(scales, dtype=float)
+    _check.positive_finite("scales", scales)
+    loss, se, slopes, diverged = {}, {}, {}, {}
+    for opt in optimizers:
+        name = opt.name
+        est = {"optimizer": [], "sde": []}
+        err = {"optimizer": [], "sde": []}
+        theory, bad = [], {"optimizer": False, "sde": False}
+        for i, s in enumerate(scales):
+            if progress:
+                progress(f"{name}: scale {s:g} ({i + 1}/{len(scales)})")
+            prob = problem_at(float(s))
+            both = optimizer_vs_sde(
+                opt,
+                prob,
+                x0,
+                n_steps=n_steps,
+                n_paths=n_paths,
+                seed=seed + i,
+                save_every=save_every,
+            )
+            for kind, r in (("optimizer", both.ref), ("sde", both.run)):
+                bad[kind] |= r.diverged
+                st = empirical_stationary(r, burn_in=burn_in) if not r.diverged else None
+                est[kind].append(np.nan if st is None else st.expected_loss)
+                err[kind].append(np.nan if st is None else st.expected_loss_se)
+            theory.append(np.nan if both.theory is None else both.theory.expected_loss)
+        loss[name] = {k: np.asarray(v) for k, v in est.items()}
+        se[name] = {k: np.asarray(v) for k, v in err.items()}
+        if np.all(np.isfinite(theory)):
+            loss[name]["theory"] = np.asarray(theory)
+            se[name]["theory"] = np.zeros(len(scales))
+        slopes[name] = {
+            k: loglog_slope(scales, v) for k, v in loss[name].items() if np.all(np.isfinite(v))
+        }
+        diverged[name] = bad
+    return NoiseSweep(scales, loss, se, slopes, diverged)

@@ -1,0 +1,366 @@
+"""`sdelens` command line: parses options, calls the public API, writes results."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="Optimizers through the lens of their SDEs: integrate an optimizer's SDE, run the "
+    "optimizer under the same noise, and compare.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+OPTIMIZERS = ("sgd", "signsgd")
+NOISES = ("gaussian", "student-t")
+SOLVERS = ("euler", "milstein", "heun")
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _usage_errors(fn):
+    """User mistakes exit 2 with one line, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, FileExistsError) as err:
+            typer.echo(f"Error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _optimizer(name: str, lr: float):
+    import sdelens as sl
+
+    classes = {"sgd": sl.SGD, "signsgd": sl.SignSGD}
+    if name not in classes:
+        raise ValueError(f"--optimizer={name!r} is invalid: choose one of {', '.join(OPTIMIZERS)}.")
+    return classes[name](lr=lr)
+
+
+def _quadratic(dim: int, cond: float, noise: str, scale: float, df: float):
+    """`h = linspace(1, cond, d)`; noise std (scale) grows over the coordinates like `h`."""
+    import jax.numpy as jnp
+
+    import sdelens as sl
+
+    if isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"--dim={dim} is invalid: must be an integer >= 1.")
+    if not cond >= 1:
+        raise ValueError(f"--cond={cond} is invalid: the condition number must be >= 1.")
+    spread = jnp.linspace(1.0, 2.0, dim) if dim > 1 else jnp.ones(1)
+    if noise == "gaussian":
+        model = sl.GaussianNoise(scale=scale * spread)
+    elif noise == "student-t":
+        model = sl.StudentTNoise(df=df, scale=scale * spread)
+    else:
+        raise ValueError(f"--noise={noise!r} is invalid: choose one of {', '.join(NOISES)}.")
+    return sl.Quadratic(h=jnp.linspace(1.0, cond, dim), noise=model)
+
+
+def _solver(name: str):
+    import diffrax
+
+    solvers = {"euler": diffrax.Euler, "milstein": diffrax.ItoMilstein, "heun": diffrax.Heun}
+    if name not in solvers:
+        raise ValueError(f"--solver={name!r} is invalid: choose one of {', '.join(SOLVERS)}.")
+    return solvers[name]()
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise FileExistsError(f"--out={out} exists: pass --force to overwrite it.")
+
+
+def _table(rows: list[tuple], header: tuple) -> str:
+    cells = [tuple(str(c) for c in header)] + [
+        tuple(f"{c:.4g}" if isinstance(c, float) else str(c) for c in r) for r in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _warn_divergence(name: str, both) -> None:
+    for kind, r in (("optimizer", both.ref), ("SDE", both.run)):
+        if r.diverged:
+            _say(
+                f"Warning: {name} {kind} diverged (non-finite) at step {r.first_bad_step}; "
+                f"{r.n_diverged}/{r.n_paths} paths non-finite at the end. Means use finite paths."
+            )
+
+
+def _compare_rows(name: str, both, metrics: dict) -> list[tuple]:
+    stat = metrics.get("stationary_loss", {})
+    return [
+        (
+            name,
+            metrics["final_mean_loss"]["optimizer"],
+            metrics["final_mean_loss"]["sde"],
+            stat.get("theory", float("nan")),
+            metrics["max_rel_mean_loss_error"],
+            metrics["max_z"],
+            "yes" if both.ref.diverged or both.run.diverged else "no",
+        )
+    ]
+
+
+_COMPARE_HEADER = (
+    "optimizer",
+    "final E f opt",
+    "final E f SDE",
+    "theory E f",
+    "max rel err",
+    "max z",
+    "diverged",
+)
+
+
+def _run_compare(opt, prob, x0, *, steps, paths, seed, save_every, solver):
+    import sdelens as sl
+
+    _say(f"{opt.name}: optimizer and SDE, {paths} paths x {steps} steps (d={x0.shape[0]}) ...")
+    started = time.perf_counter()
+    both = sl.optimizer_vs_sde(
+        opt, prob, x0, n_steps=steps, n_paths=paths, seed=seed, save_every=save_every, solver=solver
+    )
+    _say(f"  done in {time.perf_counter() - started:.1f} s")
+    _warn_divergence(opt.name, both)
+    return both
+
+
+@app.command()
+@_usage_errors
+def demo(
+    out: Path = typer.Option(Path("results/demo"), help="Results directory."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    paths: int = typer.Option(2000, help="Paths (runs) per ensemble."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+) -> None:
+    """SGD and SignSGD vs their SDEs on the embedded 3-d quadratic; writes results and plots."""
+    import jax.numpy as jnp
+
+    import sdelens as sl
+
+    _check_out(out, force)
+    prob = sl.Quadratic(
+        h=jnp.array([1.0, 2.0, 4.0]), noise=sl.GaussianNoise(scale=jnp.array([0.5, 1.0, 2.0]))
+    )
+    x0 = jnp.array([1.5, -1.0, 0.5])
+    runs, figures, per_opt, rows = {}, {}, {}, []
+    for opt in (sl.SGD(lr=1e-2), sl.SignSGD(lr=1e-2)):
+        both = _run_compare(
+            opt, prob, x0, steps=steps, paths=paths, seed=0, save_every=10, solver=None
+        )
+        metrics = both.metrics()
+        per_opt[opt.name] = metrics
+        rows += _compare_rows(opt.name, both, metrics)
+        runs[f"{opt.name}_optimizer"], runs[f"{opt.name}_sde"] = both.ref, both.run
+        figures.update({f"{opt.name}_{k}": v for k, v in both.figures().items()})
+    figures["signsgd_phases"] = sl.plot.phases(runs["signsgd_optimizer"], prob.noise, prob)
+    summary = {
+        "config": {
+            "command": "demo",
+            "problem": {"h": [1.0, 2.0, 4.0], "noise": "gaussian", "scale": [0.5, 1.0, 2.0]},
+            "x0": x0.tolist(),
+            "lr": 1e-2,
+            "n_steps": steps,
+            "n_paths": paths,
+            "save_every": 10,
+            "seed": 0,
+        },
+        "metrics": {**per_opt["signsgd"], "optimizers": per_opt},
+    }
+    sl.save(out, runs, summary=summary, figures=figures, force=force)
+    typer.echo(_table(rows, _COMPARE_HEADER))
+    typer.echo(f"Results in {out}/ (summary.json, runs.npz, {len(figures)} PNG figures)")
+
+
+@app.command("compare")
+@_usage_errors
+def compare_cmd(
+    optimizer: str = typer.Option("signsgd", help=f"One of: {', '.join(OPTIMIZERS)}."),
+    lr: float = typer.Option(1e-2, help="Learning rate (> 0)."),
+    dim: int = typer.Option(3, help="Dimension d of the quadratic."),
+    cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
+    noise: str = typer.Option("gaussian", help=f"One of: {', '.join(NOISES)}."),
+    scale: float = typer.Option(
+        1.0, help="Noise scale; coordinate i gets scale * linspace(1, 2, d)[i]."
+    ),
+    df: float = typer.Option(
+        3.0, help="Student-t degrees of freedom (> 0; <= 2 means infinite variance)."
+    ),
+    x0: float = typer.Option(1.0, help="Start point: every coordinate equal to this."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    paths: int = typer.Option(1000, help="Paths (runs) per ensemble."),
+    seed: int = typer.Option(0, help="Random seed."),
+    save_every: int = typer.Option(10, help="Save every n steps (must divide --steps)."),
+    solver: str = typer.Option("euler", help=f"SDE solver, one of: {', '.join(SOLVERS)}."),
+    out: Path = typer.Option(Path("results/compare"), help="Results directory."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+) -> None:
+    """One optimizer vs its SDE on a quadratic: mean loss over time, stationary law, weak error."""
+    import jax.numpy as jnp
+
+    import sdelens as sl
+
+    _check_out(out, force)
+    opt = _optimizer(optimizer, lr)
+    prob = _quadratic(dim, cond, noise, scale, df)
+    start = jnp.full((dim,), x0)
+    both = _run_compare(
+        opt,
+        prob,
+        start,
+        steps=steps,
+        paths=paths,
+        seed=seed,
+        save_every=save_every,
+        solver=_solver(solver),
+    )
+    metrics = both.metrics()
+    config = {
+        "command": "compare",
+        "optimizer": optimizer,
+        "lr": lr,
+        "dim": dim,
+        "cond": cond,
+        "noise": noise,
+        "scale": scale,
+        "df": df,
+        "x0": x0,
+        "n_steps": steps,
+        "n_paths": paths,
+        "seed": seed,
+        "save_every": save_every,
+        "solver": solver,
+    }
+    figures = both.figures()
+    if optimizer == "signsgd":
+        figures["phases"] = sl.plot.phases(both.ref, prob.noise, prob)
+    sl.save(
+        out,
+        {"optimizer": both.ref, "sde": both.run},
+        summary={"config": config, "metrics": metrics},
+        figures=figures,
+        force=force,
+    )
+    typer.echo(_table(_compare_rows(optimizer, both, metrics), _COMPARE_HEADER))
+    typer.echo(f"Results in {out}/")
+
+
+def _floats(name: str, text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(
+            f"{name}={text!r} is invalid: a comma-separated list of numbers."
+        ) from None
+    if not values:
+        raise ValueError(f"{name}={text!r} is invalid: give at least one value.")
+    return values
+
+
+@app.command("stationary")
+@_usage_errors
+def stationary_cmd(
+    optimizers: str = typer.Option("sgd,signsgd", help="Comma-separated optimizers."),
+    scales: str = typer.Option(
+        "0.25,0.5,1,2,4", help="Comma-separated noise scales (>= 2 values)."
+    ),
+    lr: float = typer.Option(1e-2, help="Learning rate (> 0)."),
+    dim: int = typer.Option(3, help="Dimension d of the quadratic."),
+    cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
+    noise: str = typer.Option("gaussian", help=f"One of: {', '.join(NOISES)}."),
+    df: float = typer.Option(3.0, help="Student-t degrees of freedom."),
+    steps: int = typer.Option(3000, help="Optimizer steps per run (start at the minimum)."),
+    paths: int = typer.Option(500, help="Paths per ensemble."),
+    seed: int = typer.Option(0, help="Random seed."),
+    save_every: int = typer.Option(10, help="Save every n steps (must divide --steps)."),
+    burn_in: float = typer.Option(0.5, help="Fraction of the horizon discarded before averaging."),
+    out: Path = typer.Option(Path("results/stationary"), help="Results directory."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+) -> None:
+    """Stationary loss against the noise level: optimizer, SDE and theory, with log-log slopes."""
+    import jax.numpy as jnp
+
+    import sdelens as sl
+
+    _check_out(out, force)
+    names = [n.strip() for n in optimizers.split(",") if n.strip()]
+    opts = [_optimizer(n, lr) for n in names]
+    levels = _floats("--scales", scales)
+    if len(levels) < 2:
+        raise ValueError(f"--scales={scales!r} is invalid: a slope needs at least 2 noise levels.")
+    _quadratic(dim, cond, noise, levels[0], df)  # validates the options before any run
+    sweep = sl.noise_sweep(
+        opts,
+        lambda s: _quadratic(dim, cond, noise, s, df),
+        levels,
+        jnp.zeros(dim),
+        n_steps=steps,
+        n_paths=paths,
+        seed=seed,
+        save_every=save_every,
+        burn_in=burn_in,
+        progress=lambda msg: _say(f"  {msg}"),
+    )
+    config = {
+        "command": "stationary",
+        "optimizers": names,
+        "scales": levels,
+        "lr": lr,
+        "dim": dim,
+        "cond": cond,
+        "noise": noise,
+        "df": df,
+        "n_steps": steps,
+        "n_paths": paths,
+        "seed": seed,
+        "save_every": save_every,
+        "burn_in": burn_in,
+    }
+    _save_sweep(out, sweep, config, force)
+    rows = [(n, k, v) for n, d in sweep.slopes.items() for k, v in d.items()]
+    typer.echo(_table(rows, ("optimizer", "source", "log-log slope")))
+    typer.echo(f"Results in {out}/")
+
+
+def _save_sweep(out: Path, sweep, config: dict, force: bool) -> None:
+    """A sweep keeps its curves (runs.npz extra arrays), not the hundreds of runs behind them."""
+    import sdelens as sl
+
+    for name, flags in sweep.diverged.items():
+        for kind, bad in flags.items():
+            if bad:
+                _say(f"Warning: {name} {kind} diverged at some noise level; its points are NaN.")
+    arrays = {"scales": sweep.scales}
+    for name, by_kind in sweep.loss.items():
+        for kind, values in by_kind.items():
+            arrays[f"{name}/{kind}/loss"] = values
+            arrays[f"{name}/{kind}/se"] = sweep.se[name][kind]
+    summary = {"config": config, "metrics": sweep.metrics()}
+    figures = {"noise_scaling": sweep.figure()}
+    sl.save(out, {}, summary=summary, figures=figures, arrays=arrays, force=force)
+
+
+def main() -> None:
+    """Entry point of the `sdelens` console script."""
+    app(prog_name="sdelens")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
