@@ -115,7 +115,8 @@ def save(
     each run's config and scalars), `runs.npz` (arrays named `"<run>/<field>"`, plus any extra
     `arrays` under `"extra/<name>"`) and one PNG per matplotlib figure in `figures`. `runs` may be
     empty when only a summary, figures and extra arrays are worth keeping (e.g. a sweep).
-    Everything is written under a temporary name and renamed, so a crash leaves no half-written result. An existing `path` is replaced only with `force=True`.
+    Everything is written under a temporary name and renamed, so a crash leaves no half-written
+    result. An existing `path` is replaced only with `force=True`.
     """
     path = Path(path)
     if path.exists() and not force:

@@ -171,6 +171,11 @@ def simulate(
 def _optimize_paths(opt, problem, x0s, keys, n_steps: int, save_every: int):
     tx = opt.to_optax()
 
+    def full_state(x, opt_state):
+        """`(x, m, v, ...)` in the SDE's layout, or `x` for stateless optimizers."""
+        moments = opt.moments(opt_state)
+        return x if moments is None else jnp.concatenate([x, moments.reshape(-1)])
+
     def one_run(x0, key):
         def step(carry, k):
             x, state = carry
@@ -180,11 +185,13 @@ def _optimize_paths(opt, problem, x0s, keys, n_steps: int, save_every: int):
 
         def block(carry, b):
             carry, _ = jax.lax.scan(step, carry, b * save_every + jnp.arange(save_every))
-            return carry, carry[0]
+            return carry, full_state(*carry)
 
-        _, xs = jax.lax.scan(block, (x0, tx.init(x0)), jnp.arange(n_steps // save_every))
-        xs = jnp.concatenate([x0[None], xs])
-        return xs, jax.vmap(problem.loss)(xs)
+        init = (x0, tx.init(x0))
+        _, ys = jax.lax.scan(block, init, jnp.arange(n_steps // save_every))
+        ys = jnp.concatenate([full_state(*init)[None], ys])
+        xs = ys[:, : x0.shape[0]]
+        return ys, xs, jax.vmap(problem.loss)(xs)
 
     return jax.vmap(one_run)(x0s, keys)
 
@@ -203,13 +210,14 @@ def run_optimizer(
     Step `k` of run `r` sees the stochastic gradient `prob.stochastic_grad(x, fold_in(key_r, k))`
     (`∇f + Z`, `Z` from the problem's noise model). `lax.scan` over steps (an outer scan over
     saves, so memory grows with the number of saves, not steps) under `vmap` over runs, one jit.
-    Saves as `simulate`; times `t = k·lr` on the same clock.
+    Saves as `simulate`; times `t = k·lr` on the same clock. For stateful optimizers
+    (RMSprop, Adam) `Run.state` holds `(x, m, v)` in the layout of their SDE's state.
     """
     started = time.perf_counter()
     n_steps, n_runs, save_every, x0s = _check_sizes(n_steps, n_runs, save_every, x0, prob, "n_runs")
     key = _check_key(jax.random.key(0) if key is None else key)
     keys = jax.random.split(key, n_runs)
-    xs, loss = _optimize_paths(opt, prob, x0s, keys, n_steps, save_every)
+    ys, xs, loss = _optimize_paths(opt, prob, x0s, keys, n_steps, save_every)
     steps = np.arange(0, n_steps + 1, save_every)
     config = _config(opt, prob, n_steps, n_runs, save_every, {})
-    return _finish("optimizer", None, xs, loss, steps, opt.lr, config, started, False)
+    return _finish("optimizer", ys, xs, loss, steps, opt.lr, config, started, ys.shape != xs.shape)

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
 from . import _check
 from ._noise import GaussianNoise, StudentTNoise
-from ._optimizers import SGD, AbstractOptimizer, SignSGD
+from ._optimizers import SGD, AbstractOptimizer, Adam, RMSprop, SignSGD
 from ._problems import AbstractProblem, Quadratic
 from ._run import Run
+from ._sde import sde_for
 
-__all__ = ["Stationary", "stationary", "lyapunov", "empirical_stationary"]
+__all__ = [
+    "Stationary",
+    "stationary",
+    "linearised_stationary",
+    "lyapunov",
+    "empirical_stationary",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -23,7 +31,8 @@ class Stationary:
     """A stationary distribution's first two moments and expected loss.
 
     `expected_loss_se` is the Monte Carlo standard error for estimates from runs (None for theory).
-    `method` says where the numbers come from.
+    `method` says where the numbers come from. `state_mean`, `state_cov` describe the whole SDE
+    state `(x, m, v, ...)` when the linearised route computed them.
     """
 
     mean: np.ndarray
@@ -31,6 +40,8 @@ class Stationary:
     expected_loss: float
     method: str
     expected_loss_se: float | None = None
+    state_mean: np.ndarray | None = None
+    state_cov: np.ndarray | None = None
 
     @property
     def std(self) -> np.ndarray:
@@ -130,7 +141,99 @@ def stationary(opt: AbstractOptimizer, prob: AbstractProblem) -> Stationary:
         hess = np.asarray(prob.hessian, dtype=float)
         drift = -slope * hess / width[:, None]
         return _quadratic_moments(prob, lyapunov(drift, lr * sign_cov), "lyapunov")
+    if isinstance(opt, (RMSprop, Adam)):
+        return _adaptive_closed_form(opt, prob)
     raise NotImplementedError(f"stationary() has no closed form for {type(opt).__name__} yet.")
+
+
+def _adaptive_closed_form(opt, prob: Quadratic) -> Stationary:
+    """RMSprop(W)/Adam(W), diagonal `H` and Gaussian diagonal noise, `x* = 0` when `θ > 0`.
+
+    Near the minimum `V → s²`, `P → s + ε`, so `dX = -(H/P + θ) X dt + √η (s/P) dW`:
+    `Cᵢᵢ = (η/2) sᵢ² / ((sᵢ + ε)(hᵢ + θ (sᵢ + ε)))`, i.e. `(η/2) (H Σ^{-1/2} + θ)⁻¹` as `ε → 0`
+    (RMSpropW; `E f = (η/4) Σ hᵢsᵢ/(hᵢ + θ sᵢ)`, bounded by `η tr H/(4θ)` as `s → ∞`).
+    AdamW multiplies by `ρ₁/(ρ₁ + θ)`, `ρ₁ = (1-β₁)/η`, from the Lyapunov equation of `(x, m)`
+    (the factor that the paper's quoted form omits; MATH.md §5).
+    """
+    noise, theta = prob.noise, opt.weight_decay
+    if not (isinstance(noise, GaussianNoise) and noise.is_diagonal and prob.h.ndim == 1):
+        raise NotImplementedError(
+            "Closed forms for RMSprop/Adam need diagonal h and diagonal GaussianNoise: "
+            "use sl.linearised_stationary for the general case."
+        )
+    if theta > 0 and prob.minimum is not None and np.any(np.asarray(prob.minimum) != 0):
+        raise NotImplementedError(
+            "With weight decay the closed form assumes the minimum at 0: "
+            "use sl.linearised_stationary."
+        )
+    h = np.asarray(prob.h, dtype=float)
+    s = np.asarray(noise.std(prob.dim), dtype=float)
+    p = s + opt.eps
+    var = 0.5 * opt.lr * s**2 / (p * (h + theta * p))
+    if isinstance(opt, Adam):
+        rho1 = (1.0 - opt.beta1) / opt.lr
+        var = var * rho1 / (rho1 + theta)
+    return _quadratic_moments(prob, np.diag(var), "closed form")
+
+
+def linearised_stationary(
+    opt: AbstractOptimizer,
+    prob: AbstractProblem,
+    at=None,
+    *,
+    form: str = "default",
+    newton_steps: int = 30,
+) -> Stationary:
+    """Stationary law of any optimizer's SDE, linearised at its rest point.
+
+    1. The rest point `y*` solves `b(∞, y*) = 0` (Newton, from `rest_state(at)`; `at` defaults
+       to the quadratic's minimiser). Weight decay moves it off the loss minimum.
+    2. `A = ∂b/∂y (y*)` (forward-mode Jacobian of the drift at `t = ∞`, where Adam's bias
+       corrections are 1), `Q = G Gᵀ` with `G` the diffusion at `y*`.
+    3. The full state's covariance solves `A C + C Aᵀ + Q = 0` (`lyapunov`).
+
+    The parameters' block gives `mean`, `cov`; `expected_loss ≈ f(mean) + ½ tr(∇²f C)` (exact
+    for quadratics). `state_mean`, `state_cov` keep the whole state, e.g. `(x, m, v)` for Adam.
+    Valid for small `η` (the linearisation keeps the SDE's `O(η)` terms).
+    """
+    sde = sde_for(opt, prob, form=form)
+    if at is None:
+        if not isinstance(prob, Quadratic):
+            raise ValueError(
+                "at=None needs a Quadratic problem: pass at= (a point near a minimum)."
+            )
+        at = prob.x_star
+    x = prob.check_x0(at)
+    if x.ndim != 1:
+        raise ValueError(f"at has shape {x.shape}: a single point (d,) is required.")
+    t_inf = jnp.asarray(jnp.inf, x.dtype)
+
+    def drift(y):
+        return sde.drift(t_inf, y, None)
+
+    jacobian = jax.jit(jax.jacfwd(drift))
+    y = sde.rest_state(x)
+    for _ in range(newton_steps):
+        step = jnp.linalg.solve(jacobian(y), drift(y))
+        y = y - step
+        if float(jnp.max(jnp.abs(step))) <= 1e-7 * (1.0 + float(jnp.max(jnp.abs(y)))):
+            break
+    a = np.asarray(jacobian(y), dtype=float)
+    g = np.asarray(sde.diffusion(t_inf, y, None).as_matrix(), dtype=float)
+    state_cov = lyapunov(a, g @ g.T)
+    d = x.shape[0]
+    mean = np.asarray(sde.parameters(y), dtype=float)
+    cov = state_cov[:d, :d]
+    hess = np.asarray(jax.hessian(prob.loss)(jnp.asarray(mean, x.dtype)), dtype=float)
+    loss_at_mean = float(prob.loss(jnp.asarray(mean, x.dtype)))
+    return Stationary(
+        mean=mean,
+        cov=cov,
+        expected_loss=loss_at_mean + 0.5 * float(np.sum(hess * cov)),
+        method="lyapunov (linearised SDE)",
+        state_mean=np.asarray(y, dtype=float),
+        state_cov=state_cov,
+    )
 
 
 def empirical_stationary(run: Run, burn_in: float = 0.5, window: float | None = None) -> Stationary:
