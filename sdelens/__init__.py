@@ -30,6 +30,16 @@ from ._problems import (
     Quadratic as Quadratic,
 )
 from ._run import Run as Run, load as load, save as save
+from ._scaling import (
+    RULES as RULES,
+    ScalingCheck as ScalingCheck,
+    WeakOrder as WeakOrder,
+    scale as scale,
+    scale_noise as scale_noise,
+    verify_scaling as verify_scaling,
+    weak_order as weak_order,
+    with_lr as with_lr,
+)
 from ._sde import (
     SGDSDE as SGDSDE,
     AbstractOptimizerSDE as AbstractOptimizerSDE,
