@@ -305,7 +305,8 @@ def weak_order(
         steps = horizon / lr
         if abs(steps - round(steps)) > 1e-6 * steps or round(steps) % n_saves:
             raise ValueError(
-                f"horizon/lr = {steps:g} at lr={lr:g} must be a whole multiple of n_saves={n_saves}."
+                f"horizon/lr = {steps:g} at lr={lr:g} must be a whole multiple of "
+                f"n_saves={n_saves}."
             )
         steps = int(round(steps))
         o = with_lr(opt, lr)
