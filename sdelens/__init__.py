@@ -3,11 +3,12 @@
 from . import plot as plot
 from ._compare import Comparison as Comparison, compare as compare
 from ._experiments import (
-    NoiseSweep as NoiseSweep,
     OptimizerVsSDE as OptimizerVsSDE,
+    Sweep as Sweep,
     loglog_slope as loglog_slope,
     noise_sweep as noise_sweep,
     optimizer_vs_sde as optimizer_vs_sde,
+    weight_decay_sweep as weight_decay_sweep,
 )
 from ._noise import (
     AbstractNoise as AbstractNoise,

@@ -11,7 +11,7 @@ from ._run import Run
 __all__ = ["Comparison", "compare"]
 
 
-def _mean_and_se(a: np.ndarray):
+def mean_and_se(a: np.ndarray):
     """Mean and standard error over finite paths (axis 0)."""
     finite = np.isfinite(a)
     n = finite.sum(axis=0)
@@ -88,8 +88,8 @@ def compare(a: Run, b: Run) -> Comparison:
         )
     if not np.allclose(a.ts, b.ts, rtol=1e-5):
         raise ValueError("the runs have different clocks (ts): use the same learning rate.")
-    mean_a, se_a, _ = _mean_and_se(a.loss)
-    mean_b, se_b, _ = _mean_and_se(b.loss)
+    mean_a, se_a, _ = mean_and_se(a.loss)
+    mean_b, se_b, _ = mean_and_se(b.loss)
     diff = mean_b - mean_a
     se_diff = np.sqrt(se_a**2 + se_b**2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -97,8 +97,8 @@ def compare(a: Run, b: Run) -> Comparison:
         z = np.where(se_diff > 0, np.abs(diff) / se_diff, 0.0)
     final_mean = final_var = None
     if a.x is not None and b.x is not None:
-        ma, _, va = _mean_and_se(a.x[:, -1])
-        mb, _, vb = _mean_and_se(b.x[:, -1])
+        ma, _, va = mean_and_se(a.x[:, -1])
+        mb, _, vb = mean_and_se(b.x[:, -1])
         final_mean, final_var = mb - ma, vb - va
     return Comparison(
         ts=np.asarray(a.ts),

@@ -4,6 +4,7 @@ and the stationary loss as the noise level grows."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -17,7 +18,14 @@ from ._run import Run
 from ._simulate import run_optimizer, simulate
 from ._theory import Stationary, empirical_stationary, stationary
 
-__all__ = ["OptimizerVsSDE", "optimizer_vs_sde", "NoiseSweep", "noise_sweep", "loglog_slope"]
+__all__ = [
+    "OptimizerVsSDE",
+    "optimizer_vs_sde",
+    "Sweep",
+    "noise_sweep",
+    "weight_decay_sweep",
+    "loglog_slope",
+]
 
 
 def loglog_slope(x, y) -> float:
@@ -80,8 +88,9 @@ def optimizer_vs_sde(
     seed: int = 0,
     save_every: int = 1,
     solver=None,
+    form: str = "default",
 ) -> OptimizerVsSDE:
-    """Run `opt` and integrate its SDE from `x0` with independent keys derived from `seed`."""
+    """Run `opt` and integrate its SDE (`form`) from `x0`, independent keys derived from `seed`."""
     key_opt, key_sde = jax.random.split(jax.random.key(seed))
     ref = run_optimizer(
         opt, prob, x0, n_steps=n_steps, n_runs=n_paths, key=key_opt, save_every=save_every
@@ -100,23 +109,36 @@ def optimizer_vs_sde(
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class NoiseSweep:
-    """Stationary expected loss against the noise scale, per optimizer.
+class Sweep:
+    """Stationary expected loss as one setting varies, per optimizer.
 
-    `loss[name][kind]` and `se[name][kind]` are `(len(scales),)` arrays with `kind` in
+    `parameter` names what varies (`"noise scale"`, `"weight decay"`) and `values` its values.
+    `loss[name][kind]` and `se[name][kind]` are `(len(values),)` arrays with `kind` in
     `"optimizer"`, `"sde"` (Monte Carlo estimates) and `"theory"` (closed form, `se` 0).
-    `slopes[name][kind]` is the fitted log-log slope (theory: SGD 2, SignSGD 1).
+    `slopes[name][kind]` is the fitted log-log slope (noise sweeps: SGD 2, SignSGD 1).
     """
 
-    scales: np.ndarray
+    parameter: str
+    values: np.ndarray
     loss: dict[str, dict[str, np.ndarray]]
     se: dict[str, dict[str, np.ndarray]]
-    slopes: dict[str, dict[str, float]]
     diverged: dict[str, dict[str, bool]]
+
+    @property
+    def slopes(self) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                k: loglog_slope(self.values, v)
+                for k, v in d.items()
+                if np.all(np.isfinite(v) & (v > 0))
+            }
+            for name, d in self.loss.items()
+        }
 
     def metrics(self) -> dict:
         return {
-            "scales": self.scales.tolist(),
+            "parameter": self.parameter,
+            "values": self.values.tolist(),
             "stationary_loss": {
                 n: {k: v.tolist() for k, v in d.items()} for n, d in self.loss.items()
             },
@@ -128,6 +150,7 @@ class NoiseSweep:
         }
 
     def figure(self):
+        """Stationary loss against the swept value, log-log, with fitted slopes."""
         from . import plot
 
         series = {
@@ -135,41 +158,37 @@ class NoiseSweep:
         }
         errors = {f"{n} {k}": v for n, d in self.se.items() for k, v in d.items() if k != "theory"}
         theory = {f"{n} theory": d["theory"] for n, d in self.loss.items() if "theory" in d}
-        return plot.noise_scaling(
-            self.scales, series, labels=list(series), theory=theory, errors=errors
+        fig = plot.noise_scaling(
+            self.values, series, labels=list(series), theory=theory, errors=errors
         )
+        fig.axes[0].set_xlabel(self.parameter)
+        return fig
 
 
-def noise_sweep(
-    optimizers: Sequence[AbstractOptimizer],
-    problem_at: Callable[[float], AbstractProblem],
-    scales: Sequence[float],
+def _sweep(
+    parameter: str,
+    setups: dict[str, Callable[[float], tuple[AbstractOptimizer, AbstractProblem]]],
+    values,
     x0,
     *,
     n_steps: int,
     n_paths: int,
-    seed: int = 0,
-    save_every: int = 10,
-    burn_in: float = 0.5,
-    progress: Callable[[str], None] | None = None,
-) -> NoiseSweep:
-    """For each optimizer and noise scale `s`, the stationary loss of optimizer, SDE and theory.
-
-    `problem_at(s)` builds the problem at noise scale `s` (same shapes for every `s`, so each
-    optimizer compiles once). Start `x0` at the minimum to skip the transient.
-    """
-    scales = np.asarray(scales, dtype=float)
-    _check.positive_finite("scales", scales)
-    loss, se, slopes, diverged = {}, {}, {}, {}
-    for opt in optimizers:
-        name = opt.name
+    seed: int,
+    save_every: int,
+    burn_in: float,
+    progress: Callable[[str], None] | None,
+) -> Sweep:
+    """For each named setup and value `v`, `setup(v) = (opt, prob)` is run to stationarity."""
+    values = np.asarray(values, dtype=float)
+    loss, se, diverged = {}, {}, {}
+    for name, setup in setups.items():
         est = {"optimizer": [], "sde": []}
         err = {"optimizer": [], "sde": []}
         theory, bad = [], {"optimizer": False, "sde": False}
-        for i, s in enumerate(scales):
+        for i, value in enumerate(values):
             if progress:
-                progress(f"{name}: scale {s:g} ({i + 1}/{len(scales)})")
-            prob = problem_at(float(s))
+                progress(f"{name}: {parameter} {value:g} ({i + 1}/{len(values)})")
+            opt, prob = setup(float(value))
             both = optimizer_vs_sde(
                 opt,
                 prob,
@@ -189,9 +208,85 @@ def noise_sweep(
         se[name] = {k: np.asarray(v) for k, v in err.items()}
         if np.all(np.isfinite(theory)):
             loss[name]["theory"] = np.asarray(theory)
-            se[name]["theory"] = np.zeros(len(scales))
-        slopes[name] = {
-            k: loglog_slope(scales, v) for k, v in loss[name].items() if np.all(np.isfinite(v))
-        }
+            se[name]["theory"] = np.zeros(len(values))
         diverged[name] = bad
-    return NoiseSweep(scales, loss, se, slopes, diverged)
+    return Sweep(parameter, values, loss, se, diverged)
+
+
+def noise_sweep(
+    optimizers: Sequence[AbstractOptimizer],
+    problem_at: Callable[[float], AbstractProblem],
+    scales: Sequence[float],
+    x0,
+    *,
+    n_steps: int,
+    n_paths: int,
+    seed: int = 0,
+    save_every: int = 10,
+    burn_in: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> Sweep:
+    """For each optimizer and noise scale `s`, the stationary loss of optimizer, SDE and theory.
+
+    `problem_at(s)` builds the problem at noise scale `s` (same shapes for every `s`, so each
+    optimizer compiles once). Start `x0` at the minimum to skip the transient.
+    """
+    scales = np.asarray(scales, dtype=float)
+    _check.positive_finite("scales", scales)
+    setups = {
+        opt.name: functools.partial(lambda o, s: (o, problem_at(s)), opt) for opt in optimizers
+    }
+    return _sweep(
+        "noise scale",
+        setups,
+        scales,
+        x0,
+        n_steps=n_steps,
+        n_paths=n_paths,
+        seed=seed,
+        save_every=save_every,
+        burn_in=burn_in,
+        progress=progress,
+    )
+
+
+def weight_decay_sweep(
+    optimizers: Sequence[AbstractOptimizer],
+    prob: AbstractProblem,
+    weight_decays: Sequence[float],
+    x0,
+    *,
+    n_steps: int,
+    n_paths: int,
+    seed: int = 0,
+    save_every: int = 10,
+    burn_in: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> Sweep:
+    """Stationary loss of RMSpropW/AdamW (optimizer, SDE, theory) as the weight decay `θ` grows.
+
+    Each optimizer is rebuilt with `weight_decay=θ`; the theory is `(η/4) Σ hs/(h + θs)` (times
+    `ρ₁/(ρ₁+θ)` for AdamW) on diagonal quadratics.
+    """
+    thetas = np.asarray(weight_decays, dtype=float)
+    _check.positive_finite("weight_decays", thetas)
+    for opt in optimizers:
+        if not hasattr(opt, "weight_decay"):
+            raise ValueError(f"optimizers: {type(opt).__name__} has no weight_decay to sweep.")
+
+    def setup(opt, theta):
+        return type(opt)(**{**vars(opt), "weight_decay": theta}), prob
+
+    setups = {opt.name: functools.partial(setup, opt) for opt in optimizers}
+    return _sweep(
+        "weight decay",
+        setups,
+        thetas,
+        x0,
+        n_steps=n_steps,
+        n_paths=n_paths,
+        seed=seed,
+        save_every=save_every,
+        burn_in=burn_in,
+        progress=progress,
+    )

@@ -18,7 +18,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-OPTIMIZERS = ("sgd", "signsgd")
+OPTIMIZERS = ("sgd", "signsgd", "rmsprop", "rmspropw", "adam", "adamw")
+FORMS = ("default", "malladi")
 NOISES = ("gaussian", "student-t")
 SOLVERS = ("euler", "milstein", "heun")
 
@@ -41,13 +42,33 @@ def _usage_errors(fn):
     return wrapper
 
 
-def _optimizer(name: str, lr: float):
+# Hyperparameter options shared by every command that builds an optimizer.
+BETA = typer.Option(0.99, help="RMSprop(W) decay beta, in [0, 1).")
+BETA1 = typer.Option(0.9, help="Adam(W) beta1, in [0, 1).")
+BETA2 = typer.Option(0.99, help="Adam(W) beta2, in [0, 1).")
+EPS = typer.Option(1e-8, help="RMSprop/Adam eps (outside the square root), >= 0.")
+WEIGHT_DECAY = typer.Option(
+    1.0, help="Decoupled weight decay theta of rmspropw/adamw (> 0); ignored by the others."
+)
+
+
+def _optimizer(name: str, lr: float, beta=0.99, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=1.0):
+    """The optimizer named on the command line; `rmspropw`/`adamw` take `weight_decay > 0`."""
     import sdelens as sl
 
-    classes = {"sgd": sl.SGD, "signsgd": sl.SignSGD}
-    if name not in classes:
+    if name not in OPTIMIZERS:
         raise ValueError(f"--optimizer={name!r} is invalid: choose one of {', '.join(OPTIMIZERS)}.")
-    return classes[name](lr=lr)
+    if name in ("rmspropw", "adamw") and not weight_decay > 0:
+        raise ValueError(
+            f"--weight-decay={weight_decay} is invalid for {name}: it must be > 0 "
+            f"(use --optimizer {name[:-1]} for no weight decay)."
+        )
+    theta = weight_decay if name.endswith("w") else 0.0
+    if name.startswith("rmsprop"):
+        return sl.RMSprop(lr=lr, beta=beta, eps=eps, weight_decay=theta)
+    if name.startswith("adam"):
+        return sl.Adam(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=theta)
+    return {"sgd": sl.SGD, "signsgd": sl.SignSGD}[name](lr=lr)
 
 
 def _quadratic(dim: int, cond: float, noise: str, scale: float, df: float):
@@ -128,13 +149,21 @@ _COMPARE_HEADER = (
 )
 
 
-def _run_compare(opt, prob, x0, *, steps, paths, seed, save_every, solver):
+def _run_compare(opt, prob, x0, *, steps, paths, seed, save_every, solver, form="default"):
     import sdelens as sl
 
-    _say(f"{opt.name}: optimizer and SDE, {paths} paths x {steps} steps (d={x0.shape[0]}) ...")
+    _say(f"{opt.name}: optimizer and SDE ({form} form), {paths} paths x {steps} steps ...")
     started = time.perf_counter()
     both = sl.optimizer_vs_sde(
-        opt, prob, x0, n_steps=steps, n_paths=paths, seed=seed, save_every=save_every, solver=solver
+        opt,
+        prob,
+        x0,
+        n_steps=steps,
+        n_paths=paths,
+        seed=seed,
+        save_every=save_every,
+        solver=solver,
+        form=form,
     )
     _say(f"  done in {time.perf_counter() - started:.1f} s")
     _warn_divergence(opt.name, both)
@@ -188,11 +217,23 @@ def demo(
     typer.echo(f"Results in {out}/ (summary.json, runs.npz, {len(figures)} PNG figures)")
 
 
+def _config(command: str, params: dict) -> dict:
+    """The command's options as they were given, for summary.json."""
+    skip = {"out", "force"}
+    return {"command": command, **{k: v for k, v in params.items() if k not in skip}}
+
+
 @app.command("compare")
 @_usage_errors
 def compare_cmd(
     optimizer: str = typer.Option("signsgd", help=f"One of: {', '.join(OPTIMIZERS)}."),
     lr: float = typer.Option(1e-2, help="Learning rate (> 0)."),
+    beta: float = BETA,
+    beta1: float = BETA1,
+    beta2: float = BETA2,
+    eps: float = EPS,
+    weight_decay: float = WEIGHT_DECAY,
+    form: str = typer.Option("default", help=f"SDE form, one of: {', '.join(FORMS)}."),
     dim: int = typer.Option(3, help="Dimension d of the quadratic."),
     cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
     noise: str = typer.Option("gaussian", help=f"One of: {', '.join(NOISES)}."),
@@ -212,41 +253,26 @@ def compare_cmd(
     force: bool = typer.Option(False, help="Overwrite --out if it exists."),
 ) -> None:
     """One optimizer vs its SDE on a quadratic: mean loss over time, stationary law, weak error."""
+    config = _config("compare", locals())
     import jax.numpy as jnp
 
     import sdelens as sl
 
     _check_out(out, force)
-    opt = _optimizer(optimizer, lr)
+    opt = _optimizer(optimizer, lr, beta, beta1, beta2, eps, weight_decay)
     prob = _quadratic(dim, cond, noise, scale, df)
-    start = jnp.full((dim,), x0)
     both = _run_compare(
         opt,
         prob,
-        start,
+        jnp.full((dim,), x0),
         steps=steps,
         paths=paths,
         seed=seed,
         save_every=save_every,
         solver=_solver(solver),
+        form=form,
     )
     metrics = both.metrics()
-    config = {
-        "command": "compare",
-        "optimizer": optimizer,
-        "lr": lr,
-        "dim": dim,
-        "cond": cond,
-        "noise": noise,
-        "scale": scale,
-        "df": df,
-        "x0": x0,
-        "n_steps": steps,
-        "n_paths": paths,
-        "seed": seed,
-        "save_every": save_every,
-        "solver": solver,
-    }
     figures = both.figures()
     if optimizer == "signsgd":
         figures["phases"] = sl.plot.phases(both.ref, prob.noise, prob)
@@ -257,7 +283,7 @@ def compare_cmd(
         figures=figures,
         force=force,
     )
-    typer.echo(_table(_compare_rows(optimizer, both, metrics), _COMPARE_HEADER))
+    typer.echo(_table(_compare_rows(opt.name, both, metrics), _COMPARE_HEADER))
     typer.echo(f"Results in {out}/")
 
 
@@ -280,7 +306,15 @@ def stationary_cmd(
     scales: str = typer.Option(
         "0.25,0.5,1,2,4", help="Comma-separated noise scales (>= 2 values)."
     ),
+    weight_decays: str = typer.Option(
+        "", help="Comma-separated weight decays: also sweep them for rmspropw/adamw."
+    ),
     lr: float = typer.Option(1e-2, help="Learning rate (> 0)."),
+    beta: float = BETA,
+    beta1: float = BETA1,
+    beta2: float = BETA2,
+    eps: float = EPS,
+    weight_decay: float = WEIGHT_DECAY,
     dim: int = typer.Option(3, help="Dimension d of the quadratic."),
     cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
     noise: str = typer.Option("gaussian", help=f"One of: {', '.join(NOISES)}."),
@@ -293,67 +327,149 @@ def stationary_cmd(
     out: Path = typer.Option(Path("results/stationary"), help="Results directory."),
     force: bool = typer.Option(False, help="Overwrite --out if it exists."),
 ) -> None:
-    """Stationary loss against the noise level: optimizer, SDE and theory, with log-log slopes."""
+    """Stationary loss against the noise level (and weight decay): optimizer, SDE and theory."""
+    config = _config("stationary", locals())
     import jax.numpy as jnp
 
     import sdelens as sl
 
     _check_out(out, force)
     names = [n.strip() for n in optimizers.split(",") if n.strip()]
-    opts = [_optimizer(n, lr) for n in names]
+    opts = [_optimizer(n, lr, beta, beta1, beta2, eps, weight_decay) for n in names]
     levels = _floats("--scales", scales)
     if len(levels) < 2:
         raise ValueError(f"--scales={scales!r} is invalid: a slope needs at least 2 noise levels.")
+    thetas = _floats("--weight-decays", weight_decays) if weight_decays.strip() else []
+    decayed = [o for o in opts if getattr(o, "weight_decay", 0.0) > 0]
+    if thetas and not decayed:
+        raise ValueError("--weight-decays needs rmspropw or adamw among --optimizers.")
     _quadratic(dim, cond, noise, levels[0], df)  # validates the options before any run
-    sweep = sl.noise_sweep(
-        opts,
-        lambda s: _quadratic(dim, cond, noise, s, df),
-        levels,
-        jnp.zeros(dim),
-        n_steps=steps,
-        n_paths=paths,
-        seed=seed,
-        save_every=save_every,
-        burn_in=burn_in,
-        progress=lambda msg: _say(f"  {msg}"),
-    )
-    config = {
-        "command": "stationary",
-        "optimizers": names,
-        "scales": levels,
-        "lr": lr,
-        "dim": dim,
-        "cond": cond,
-        "noise": noise,
-        "df": df,
-        "n_steps": steps,
-        "n_paths": paths,
-        "seed": seed,
-        "save_every": save_every,
-        "burn_in": burn_in,
+    sizes = dict(n_steps=steps, n_paths=paths, seed=seed, save_every=save_every, burn_in=burn_in)
+    progress = lambda msg: _say(f"  {msg}")  # noqa: E731
+    sweeps = {
+        "noise_scaling": sl.noise_sweep(
+            opts,
+            lambda s: _quadratic(dim, cond, noise, s, df),
+            levels,
+            jnp.zeros(dim),
+            progress=progress,
+            **sizes,
+        )
     }
-    _save_sweep(out, sweep, config, force)
-    rows = [(n, k, v) for n, d in sweep.slopes.items() for k, v in d.items()]
-    typer.echo(_table(rows, ("optimizer", "source", "log-log slope")))
+    if thetas:
+        sweeps["weight_decay"] = sl.weight_decay_sweep(
+            decayed,
+            _quadratic(dim, cond, noise, levels[-1], df),
+            thetas,
+            jnp.zeros(dim),
+            progress=progress,
+            **sizes,
+        )
+    _save_sweeps(out, sweeps, config, force)
+    rows = [(n, k, v) for n, d in sweeps["noise_scaling"].slopes.items() for k, v in d.items()]
+    typer.echo(_table(rows, ("optimizer", "source", "log-log slope vs noise")))
+    if thetas:
+        sweep = sweeps["weight_decay"]
+        rows = [
+            (n, f"{theta:g}", *(float(d[k][i]) for k in ("optimizer", "sde", "theory")))
+            for n, d in sweep.loss.items()
+            for i, theta in enumerate(sweep.values)
+        ]
+        typer.echo(_table(rows, ("optimizer", "weight decay", "E f opt", "E f SDE", "theory")))
     typer.echo(f"Results in {out}/")
 
 
-def _save_sweep(out: Path, sweep, config: dict, force: bool) -> None:
-    """A sweep keeps its curves (runs.npz extra arrays), not the hundreds of runs behind them."""
+def _save_sweeps(out: Path, sweeps: dict, config: dict, force: bool) -> None:
+    """Sweeps keep their curves (runs.npz extra arrays), not the hundreds of runs behind them."""
     import sdelens as sl
 
-    for name, flags in sweep.diverged.items():
-        for kind, bad in flags.items():
-            if bad:
-                _say(f"Warning: {name} {kind} diverged at some noise level; its points are NaN.")
-    arrays = {"scales": sweep.scales}
-    for name, by_kind in sweep.loss.items():
-        for kind, values in by_kind.items():
-            arrays[f"{name}/{kind}/loss"] = values
-            arrays[f"{name}/{kind}/se"] = sweep.se[name][kind]
-    summary = {"config": config, "metrics": sweep.metrics()}
-    figures = {"noise_scaling": sweep.figure()}
+    arrays, metrics, figures = {}, {}, {}
+    for label, sweep in sweeps.items():
+        for name, flags in sweep.diverged.items():
+            for kind, bad in flags.items():
+                if bad:
+                    _say(
+                        f"Warning: {name} {kind} diverged in the {label} sweep; its points are NaN."
+                    )
+        arrays[f"{label}/values"] = sweep.values
+        for name, by_kind in sweep.loss.items():
+            for kind, values in by_kind.items():
+                arrays[f"{label}/{name}/{kind}/loss"] = values
+                arrays[f"{label}/{name}/{kind}/se"] = sweep.se[name][kind]
+        metrics[label] = sweep.metrics()
+        figures[label] = sweep.figure()
+    summary = {"config": config, "metrics": metrics}
     sl.save(out, {}, summary=summary, figures=figures, arrays=arrays, force=force)
+
+
+@app.command("scaling")
+@_usage_errors
+def scaling_cmd(
+    optimizer: str = typer.Option("adamw", help=f"One of: {', '.join(OPTIMIZERS)}."),
+    kappa: float = typer.Option(4.0, help="Batch-size factor: B -> kappa B (noise / sqrt(kappa))."),
+    rule: str = typer.Option(
+        "", help="linear, sqrt, malladi or compagnoni; empty: the optimizer's own rule."
+    ),
+    lr: float = typer.Option(1e-2, help="Base learning rate (> 0)."),
+    beta: float = BETA,
+    beta1: float = BETA1,
+    beta2: float = BETA2,
+    eps: float = EPS,
+    weight_decay: float = WEIGHT_DECAY,
+    dim: int = typer.Option(3, help="Dimension d of the quadratic."),
+    cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
+    scale: float = typer.Option(1.0, help="Base noise scale (Gaussian)."),
+    x0: float = typer.Option(0.2, help="Start point (small: the noise-dominated regime)."),
+    steps: int = typer.Option(
+        4000, help="Base optimizer steps (the scaled run takes steps/kappa)."
+    ),
+    paths: int = typer.Option(1000, help="Runs per setting."),
+    saves: int = typer.Option(400, help="Saves per run (must divide steps and steps/kappa)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    rtol: float = typer.Option(0.1, help="Relative tolerance for 'the rule holds'."),
+    out: Path = typer.Option(Path("results/scaling"), help="Results directory."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+) -> None:
+    """Verify a batch-size scaling rule: base vs scaled setting, per sample processed."""
+    config = _config("scaling", locals())
+    import jax.numpy as jnp
+
+    import sdelens as sl
+
+    _check_out(out, force)
+    opt = _optimizer(optimizer, lr, beta, beta1, beta2, eps, weight_decay)
+    prob = _quadratic(dim, cond, "gaussian", scale, 3.0)
+    _say(f"{opt.name}: base and kappa={kappa:g} settings, {paths} runs each ...")
+    check = sl.verify_scaling(
+        opt,
+        prob,
+        jnp.full((dim,), x0),
+        kappa,
+        rule or None,
+        n_steps=steps,
+        n_paths=paths,
+        seed=seed,
+        n_saves=saves,
+        rtol=rtol,
+    )
+    for name, r in (("base", check.base_run), ("scaled", check.scaled_run)):
+        if r.diverged:
+            _say(f"Warning: the {name} run diverged at step {r.first_bad_step}.")
+    metrics = check.metrics()
+    figures = {"scaling": sl.plot.scaling(check)}
+    runs = {"base": check.base_run, "scaled": check.scaled_run}
+    sl.save(out, runs, summary={"config": config, "metrics": metrics}, figures=figures, force=force)
+    rows = [
+        (k, check.stationary_loss[k], check.stationary_loss_se[k], check.samples_to_threshold[k])
+        for k in ("base", "scaled")
+    ]
+    typer.echo(_table(rows, ("setting", "stationary E f", "SE", "samples to threshold")))
+    verdict = "holds" if check.holds else "FAILS"
+    typer.echo(
+        f"rule {check.rule} (kappa={kappa:g}) {verdict}: floors differ by "
+        f"{check.stationary_rel_diff:.1%}, curves by {check.curve_gap:.1%} beyond 4 SE."
+    )
+    typer.echo(f"Results in {out}/")
 
 
 def main() -> None:

@@ -1,1 +1,341 @@
-"""Figures (filled in below)."""
+"""Figures: optimizer vs SDE over time, stationary distributions, noise scaling, SignSGD phases,
+scaling rules, weak order.
+
+Every function returns a matplotlib `Figure` (made with `pyplot.subplots`, so notebooks show it)
+and never calls `show()`. Non-finite values are never drawn as if they were data: a diverged run
+is marked where it diverged.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Ellipse
+
+from ._compare import compare, mean_and_se
+from ._experiments import loglog_slope
+from ._noise import sign_phase
+from ._run import Run
+
+__all__ = [
+    "trajectories",
+    "stationary",
+    "noise_scaling",
+    "phases",
+    "scaling",
+    "weak_order",
+    "state_covariance",
+    "covariance_ellipse",
+]
+
+_PHASE_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c")
+
+
+def _new_axes(ax, **kwargs):
+    if ax is not None:
+        return ax.figure, ax
+    return plt.subplots(**kwargs)
+
+
+def _band(ax, ts, mean, se, label, colour):
+    finite = np.isfinite(mean)
+    ax.plot(ts[finite], mean[finite], color=colour, label=label)
+    lo, hi = mean - 2 * se, mean + 2 * se
+    ax.fill_between(ts[finite], lo[finite], hi[finite], color=colour, alpha=0.25, lw=0)
+
+
+def _mark_divergence(ax, run: Run, label: str, colour):
+    if run.diverged:
+        t_bad = float(run.ts[np.searchsorted(run.steps, run.first_bad_step)])
+        ax.axvline(
+            t_bad,
+            color="red",
+            ls="--",
+            lw=1.2,
+            label=f"{label} diverged at step {run.first_bad_step}",
+        )
+
+
+def trajectories(
+    ref: Run, run: Run | None = None, *, ax=None, log: bool = True, labels=("optimizer", "SDE")
+):
+    """Mean loss over time `t = k η` of `ref` (and `run`), with ±2 standard-error bands.
+
+    Means use the paths that stayed finite; a diverged run gets a red dashed line at the first
+    saved step where it was non-finite.
+    """
+    fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
+    colours = ("C0", "C1")
+    if run is None:
+        mean, se, _ = mean_and_se(ref.loss)
+        _band(ax, ref.ts, mean, se, labels[0], colours[0])
+        _mark_divergence(ax, ref, labels[0], colours[0])
+    else:
+        c = compare(ref, run)
+        _band(ax, c.ts, c.mean_loss_a, c.se_a, labels[0], colours[0])
+        _band(ax, c.ts, c.mean_loss_b, c.se_b, labels[1], colours[1])
+        _mark_divergence(ax, ref, labels[0], colours[0])
+        _mark_divergence(ax, run, labels[1], colours[1])
+        ax.set_title(
+            f"{ref.config.get('optimizer', {}).get('name', '')}: max relative gap "
+            f"{c.max_rel_mean_loss_error:.1%} ({c.max_z:.1f} SE)"
+        )
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("t = k·η")
+    ax.set_ylabel("E f(x)")
+    ax.legend()
+    return fig
+
+
+def covariance_ellipse(ax, mean, cov, n_std: float = 1.0, **kwargs):
+    """Draw the `n_std`-sigma ellipse of a 2×2 covariance on `ax`; returns the patch."""
+    cov = np.asarray(cov, dtype=float)
+    if cov.shape != (2, 2):
+        raise ValueError(f"cov has shape {cov.shape}: a 2x2 covariance is required.")
+    eigval, eigvec = np.linalg.eigh(cov)
+    eigval = np.clip(eigval, 0.0, None)
+    angle = np.degrees(np.arctan2(eigvec[1, 1], eigvec[0, 1]))
+    width, height = 2 * n_std * np.sqrt(eigval[1]), 2 * n_std * np.sqrt(eigval[0])
+    patch = Ellipse(np.asarray(mean, dtype=float), width, height, angle=angle, fill=False, **kwargs)
+    ax.add_patch(patch)
+    return patch
+
+
+def _stationary_samples(run: Run, burn_in: float) -> np.ndarray:
+    if run.x is None:
+        raise ValueError("run.x is None: the run kept no states to draw a distribution from.")
+    if not 0 <= burn_in < 1:
+        raise ValueError(f"burn_in={burn_in} is invalid: allowed range is [0, 1).")
+    keep = run.ts >= burn_in * run.ts[-1]
+    x = run.x[:, keep].reshape(-1, run.x.shape[-1])
+    return x[np.all(np.isfinite(x), axis=1)]
+
+
+def _bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """`bins` equal bins, unless the values sit on a lattice coarser than that (SignSGD moves in
+    steps of ±η): then one bin per lattice point, so no bin is empty by construction."""
+    span = float(np.ptp(values)) or 1.0
+    # Paths reach a lattice point by different sums of ±η; float rounding must not split it.
+    points = np.unique(np.round(values / (1e-5 * span))) * (1e-5 * span)
+    if 1 < len(points) <= 2 * bins:
+        mids = 0.5 * (points[1:] + points[:-1])
+        return np.concatenate([[2 * points[0] - mids[0]], mids, [2 * points[-1] - mids[-1]]])
+    return np.histogram_bin_edges(values, bins=bins)
+
+
+def stationary(ref: Run, theory=None, *, burn_in: float = 0.5, coords=None, bins: int = 60):
+    """Stationary marginals: histograms of the iterates after burn-in (pooled over paths and
+    saves) with the theoretical Gaussian `N(mean_i, cov_ii)` overlaid, and for `d ≥ 2` a 2-D
+    view of coordinates (0, 1) with the 1- and 2-sigma ellipses of theory and data."""
+    x = _stationary_samples(ref, burn_in)
+    d = x.shape[1]
+    coords = list(range(min(d, 4))) if coords is None else list(coords)
+    if not coords or any(not 0 <= c < d for c in coords):
+        raise ValueError(f"coords={coords} is invalid: indices in [0, {d}) are required.")
+    n_panels = len(coords) + (1 if d >= 2 else 0)
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3.2), squeeze=False)
+    axes = axes[0]
+    emp_cov = np.atleast_2d(np.cov(x, rowvar=False))
+    for ax, i in zip(axes, coords, strict=False):
+        ax.hist(
+            x[:, i],
+            bins=_bin_edges(x[:, i], bins),
+            density=True,
+            color="C0",
+            alpha=0.6,
+            label="optimizer",
+        )
+        title = f"x[{i}]: var {emp_cov[i, i]:.3g}"
+        if theory is not None:
+            sd = np.sqrt(theory.cov[i, i])
+            grid = np.linspace(x[:, i].min(), x[:, i].max(), 200)
+            dens = np.exp(-0.5 * ((grid - theory.mean[i]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+            ax.plot(grid, dens, color="k", lw=1.5, label="theory")
+            title += f" (theory {theory.cov[i, i]:.3g})"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(f"x[{i}]")
+    axes[0].legend(fontsize=8)
+    if d >= 2:
+        ax = axes[-1]
+        sample = x[np.random.default_rng(0).permutation(len(x))[:3000]]
+        ax.scatter(sample[:, 0], sample[:, 1], s=2, alpha=0.3, color="C0")
+        for n_std in (1, 2):
+            covariance_ellipse(ax, x[:, :2].mean(0), emp_cov[:2, :2], n_std, color="C0", lw=1.5)
+            if theory is not None:
+                covariance_ellipse(
+                    ax, theory.mean[:2], theory.cov[:2, :2], n_std, color="k", ls="--", lw=1.2
+                )
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+        ax.set_title("1σ, 2σ: data (blue), theory (dashed)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def noise_scaling(scales, losses, *, labels=None, theory=None, errors=None, ax=None):
+    """Stationary loss against a swept value (the noise scale) on log-log axes.
+
+    `losses`: dict label → `(n,)` array (or a list with `labels`); `errors`: the same structure
+    of standard errors (error bars); `theory`: dict label → array, dashed. Each legend entry
+    gives the fitted log-log slope (SGD ≈ 2, SignSGD ≈ 1 against the noise scale).
+    """
+    scales = np.asarray(scales, dtype=float)
+    if isinstance(losses, dict):
+        labels = list(losses) if labels is None else list(labels)
+        series = [np.asarray(losses[k], dtype=float) for k in labels]
+    else:
+        series = [np.asarray(v, dtype=float) for v in losses]
+        if labels is None or len(labels) != len(series):
+            raise ValueError("labels must name every series of losses.")
+    for label, values in zip(labels, series, strict=True):
+        if values.shape != scales.shape:
+            raise ValueError(f"losses[{label!r}] has shape {values.shape}, scales {scales.shape}.")
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.2))
+    for i, (label, values) in enumerate(zip(labels, series, strict=True)):
+        ok = np.isfinite(values) & (values > 0)
+        err = None
+        if errors is not None and label in errors:
+            err = np.asarray(errors[label], dtype=float)[ok]
+        slope = loglog_slope(scales[ok], values[ok]) if ok.sum() >= 2 else float("nan")
+        ax.errorbar(
+            scales[ok],
+            values[ok],
+            yerr=err,
+            fmt="o-",
+            color=f"C{i}",
+            ms=4,
+            capsize=2,
+            label=f"{label}: slope {slope:.2f}",
+        )
+    for i, (label, values) in enumerate((theory or {}).items()):
+        values = np.asarray(values, dtype=float)
+        slope = loglog_slope(scales, values)
+        ax.plot(
+            scales, values, "--", color=f"C{len(series) + i}", label=f"{label}: slope {slope:.2f}"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("noise scale")
+    ax.set_ylabel("stationary E f")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def phases(run: Run, noise, problem, *, path: int = 0):
+    """SignSGD phases (Lemma 3.4) along one path: phase per coordinate and save (image), and
+    the fraction of coordinates in each phase over time."""
+    if run.x is None:
+        raise ValueError("run.x is None: phases need the saved iterates.")
+    if not 0 <= path < run.n_paths:
+        raise ValueError(f"path={path} is invalid: allowed range is [0, {run.n_paths}).")
+    x = jnp.asarray(run.x[path])
+    finite = np.all(np.isfinite(run.x[path]), axis=1)
+    phase = np.asarray(jax.vmap(lambda xi: sign_phase(noise, problem.grad(xi)))(x)).astype(float)
+    phase[~finite] = np.nan
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.8), sharex=True, height_ratios=(1, 1.4))
+    for p in (1, 2, 3):
+        top.plot(
+            run.ts, np.nanmean(phase == p, axis=1), color=_PHASE_COLOURS[p - 1], label=f"phase {p}"
+        )
+    top.set_ylabel("fraction of coords")
+    top.legend(fontsize=8, ncol=3)
+    cmap = plt.matplotlib.colors.ListedColormap(_PHASE_COLOURS)
+    image = bottom.imshow(
+        phase.T,
+        aspect="auto",
+        cmap=cmap,
+        vmin=0.5,
+        vmax=3.5,
+        interpolation="nearest",
+        extent=(run.ts[0], run.ts[-1], phase.shape[1] - 0.5, -0.5),
+    )
+    bar = fig.colorbar(image, ax=bottom, ticks=[1, 2, 3])
+    bar.set_label("phase")
+    bottom.set_xlabel("t = k·η")
+    bottom.set_ylabel("coordinate")
+    _mark_divergence(bottom, run, "path", "red")
+    top.set_title(f"SignSGD phases along path {path}")
+    return fig
+
+
+def scaling(check):
+    """A scaling-rule check (`sdelens.verify_scaling`): mean loss of the base and the scaled
+    setting against samples processed, with ±2 SE bands and the loss threshold."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    samples = check.base_run.steps.astype(float)
+    for run, label, colour in (
+        (check.base_run, f"base {check.base.name}, lr={check.base.lr:g}", "C0"),
+        (check.scaled_run, f"kappa={check.kappa:g}: lr={check.scaled.lr:g}", "C1"),
+    ):
+        mean, se, _ = mean_and_se(run.loss)
+        _band(ax, samples, mean, se, label, colour)
+    ax.axhline(check.threshold, color="gray", ls=":", label="threshold")
+    ax.set_yscale("log")
+    ax.set_xlabel("samples processed (in base batches)")
+    ax.set_ylabel("E f(x)")
+    verdict = "holds" if check.holds else "fails"
+    ax.set_title(
+        f"rule {check.rule} {verdict}: floors {check.stationary_rel_diff:.1%} apart", fontsize=10
+    )
+    ax.legend(fontsize=8)
+    return fig
+
+
+def weak_order(result, *, ax=None):
+    """Weak error against the learning rate on log-log axes, with a slope-1 reference."""
+    fig, ax = _new_axes(ax, figsize=(5.0, 4.0))
+    ax.errorbar(
+        result.lrs,
+        result.error,
+        yerr=2 * result.se,
+        fmt="o-",
+        capsize=3,
+        label=f"sup_t |E f(opt) - E f(SDE)|: slope {result.slope:.2f}",
+    )
+    ref = result.error[0] * result.lrs / result.lrs[0]
+    ax.plot(result.lrs, ref, "k--", lw=1, label="slope 1")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate η")
+    ax.set_ylabel("weak error")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def state_covariance(theory, run: Run | None = None, *, burn_in: float = 0.5, names=None):
+    """Stationary correlation matrix of the whole SDE state `(x, m, v, ...)`: from the
+    linearised theory (`sdelens.linearised_stationary`) and, if `run` has states, from data."""
+    if theory.state_cov is None:
+        raise ValueError("theory has no state_cov: use sl.linearised_stationary(opt, prob).")
+    panels = [("theory (Lyapunov)", theory.state_cov)]
+    if run is not None:
+        if run.state is None:
+            raise ValueError("run.state is None: this optimizer has no state beyond x.")
+        keep = run.ts >= burn_in * run.ts[-1]
+        states = run.state[:, keep].reshape(-1, run.state.shape[-1])
+        panels.append(
+            (
+                f"{run.kind} (empirical)",
+                np.cov(states[np.all(np.isfinite(states), 1)], rowvar=False),
+            )
+        )
+    n = theory.state_cov.shape[0]
+    if names is None:
+        d = theory.mean.shape[0]
+        blocks = ("x", "m", "v")[: n // d] if n // d <= 3 else [f"s{b}" for b in range(n // d)]
+        if n // d == 2:
+            blocks = ("x", "v")
+        names = [f"{b}{i}" for b in blocks for i in range(d)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (title, cov) in zip(axes[0], panels, strict=True):
+        sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
+        corr = cov / np.outer(sd, sd)
+        image = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_xticks(range(n), names, fontsize=7, rotation=90)
+        ax.set_yticks(range(n), names, fontsize=7)
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=list(axes[0]), label="correlation")
+    return fig

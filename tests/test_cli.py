@@ -50,7 +50,9 @@ def test_compare_writes_required_summary(tmp_path):
 
 def test_compare_warns_on_divergence(tmp_path):
     out = tmp_path / "div"
-    result = invoke("compare", "--optimizer", "sgd", "--lr", 0.7, "--steps", 400, "--paths", 8, "--out", out)
+    result = invoke(
+        "compare", "--optimizer", "sgd", "--lr", 0.7, "--steps", 400, "--paths", 8, "--out", out
+    )
     assert result.exit_code == 0, result.output
     assert "diverged" in result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -60,14 +62,27 @@ def test_compare_warns_on_divergence(tmp_path):
 def test_stationary_sweep_writes_slopes(tmp_path):
     out = tmp_path / "st"
     result = invoke(
-        "stationary", "--scales", "0.5,1,2", "--steps", 2000, "--paths", 100, "--lr", 0.005, "--out", out
+        "stationary",
+        "--scales",
+        "0.5,1,2",
+        "--steps",
+        2000,
+        "--paths",
+        100,
+        "--lr",
+        0.005,
+        "--out",
+        out,
     )
     assert result.exit_code == 0, result.output
-    slopes = json.loads((out / "summary.json").read_text())["metrics"]["slopes"]
-    assert abs(slopes["sgd"]["optimizer"] - 2) < 0.25 and abs(slopes["signsgd"]["optimizer"] - 1) < 0.25
+    slopes = json.loads((out / "summary.json").read_text())["metrics"]["noise_scaling"]["slopes"]
+    assert (
+        abs(slopes["sgd"]["optimizer"] - 2) < 0.25
+        and abs(slopes["signsgd"]["optimizer"] - 1) < 0.25
+    )
     assert (out / "noise_scaling.png").is_file()
     with np.load(out / "runs.npz") as data:
-        assert data["extra/scales"].tolist() == [0.5, 1.0, 2.0]
+        assert data["extra/noise_scaling/values"].tolist() == [0.5, 1.0, 2.0]
 
 
 @pytest.mark.parametrize(
