@@ -93,14 +93,14 @@ def _config(opt, problem, n_steps, n_paths, save_every, extra):
 
 @eqx.filter_jit
 def _solve_paths(
-    sde, solver, stratonovich, y0s, keys, n_steps: int, save_every: int, substeps: int = 1
+    sde, solver, stratonovich, x0s, keys, n_steps: int, save_every: int, substeps: int = 1
 ):
     n_steps, save_every = n_steps * substeps, save_every * substeps
-    ts = (sde.lr / substeps) * jnp.arange(n_steps + 1, dtype=y0s.dtype)
-    x_shape = sde.parameters(y0s[0]).shape
+    ts = (sde.lr / substeps) * jnp.arange(n_steps + 1, dtype=x0s.dtype)
 
-    def one_path(y0, key):
-        brownian = diffrax.UnsafeBrownianPath(shape=sde.brownian_shape(jnp.zeros(x_shape)), key=key)
+    def one_path(x0, key):
+        y0 = sde.initial_state(x0)
+        brownian = diffrax.UnsafeBrownianPath(shape=sde.brownian_shape(x0), key=key)
         sol = diffrax.diffeqsolve(
             sde.terms(brownian, stratonovich=stratonovich),
             solver,
@@ -118,7 +118,7 @@ def _solve_paths(
         xs = jax.vmap(sde.parameters)(ys)
         return ys, xs, jax.vmap(sde.problem.loss)(xs)
 
-    return jax.vmap(one_path)(y0s, keys)
+    return jax.vmap(one_path)(x0s, keys)
 
 
 def simulate(
@@ -168,9 +168,8 @@ def simulate(
             "(Itô: Euler, ItoMilstein; Stratonovich: Heun, EulerHeun, Midpoint, ...)."
         )
     sde = sde_for(opt, prob, form=form)
-    y0s = jax.vmap(sde.initial_state)(x0s)
     keys = jax.random.split(key, n_paths)
-    ys, xs, loss = _solve_paths(sde, solver, stratonovich, y0s, keys, n_steps, save_every, substeps)
+    ys, xs, loss = _solve_paths(sde, solver, stratonovich, x0s, keys, n_steps, save_every, substeps)
     steps = np.arange(0, n_steps + 1, save_every)
     extra = {"solver": type(solver).__name__, "form": form, "substeps": substeps}
     config = _config(opt, prob, n_steps, n_paths, save_every, extra)
