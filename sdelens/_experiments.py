@@ -15,6 +15,7 @@ from ._compare import Comparison, compare
 from ._optimizers import AbstractOptimizer
 from ._problems import AbstractProblem
 from ._run import Run
+from ._sde import sde_for
 from ._simulate import run_optimizer, simulate
 from ._theory import Stationary, empirical_stationary, stationary
 
@@ -91,6 +92,7 @@ def optimizer_vs_sde(
     form: str = "default",
 ) -> OptimizerVsSDE:
     """Run `opt` and integrate its SDE (`form`) from `x0`, independent keys derived from `seed`."""
+    sde_for(opt, prob, form=form)  # a bad optimizer/form pair fails before any run
     key_opt, key_sde = jax.random.split(jax.random.key(seed))
     ref = run_optimizer(
         opt, prob, x0, n_steps=n_steps, n_runs=n_paths, key=key_opt, save_every=save_every
@@ -104,6 +106,7 @@ def optimizer_vs_sde(
         key=key_sde,
         save_every=save_every,
         solver=solver,
+        form=form,
     )
     return OptimizerVsSDE(opt, prob, ref, run, compare(ref, run), _try_stationary(opt, prob))
 

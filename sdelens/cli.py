@@ -29,7 +29,7 @@ def _say(msg: str) -> None:
 
 
 def _usage_errors(fn):
-    """User mistakes exit 2 with one line, no traceback."""
+    """User mistakes exit 2 with one line, no traceback; figures are closed after each command."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -38,6 +38,10 @@ def _usage_errors(fn):
         except (ValueError, FileExistsError) as err:
             typer.echo(f"Error: {err}", err=True)
             raise typer.Exit(code=2) from None
+        finally:
+            import matplotlib.pyplot as plt
+
+            plt.close("all")  # the figures are on disk; a long session must not keep them
 
     return wrapper
 

@@ -117,3 +117,83 @@ def test_usage_errors_exit_2_without_traceback(tmp_path, args, needle):
 def test_help(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0 and "--out" in result.output
+
+
+def test_compare_adamw_in_both_forms(tmp_path):
+    for form in ("default", "malladi"):
+        out = tmp_path / form
+        args = ["compare", "--optimizer", "adamw", "--weight-decay", 0.5, "--form", form]
+        result = invoke(*args, "--steps", 200, "--paths", 64, "--out", out)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["config"]["form"] == form and summary["config"]["weight_decay"] == 0.5
+        runs = sl.load(out)
+        assert runs["sde"].state.shape == (64, 21, 9)  # (x, m, v) for d = 3
+        assert runs["sde"].config["optimizer"]["weight_decay"] == 0.5
+        assert runs["sde"].config["form"] == form
+
+
+def test_scaling_command_verdicts(tmp_path):
+    good = invoke(
+        "scaling", "--optimizer", "signsgd", "--steps", 800, "--saves", 100, "--out", tmp_path / "a"
+    )
+    assert good.exit_code == 0, good.output
+    assert "rule sqrt (kappa=4) holds" in good.output
+    bad = invoke(
+        "scaling",
+        "--optimizer",
+        "signsgd",
+        "--rule",
+        "linear",
+        "--steps",
+        800,
+        "--saves",
+        100,
+        "--out",
+        tmp_path / "b",
+    )
+    assert "rule linear (kappa=4) FAILS" in bad.output
+    metrics = json.loads((tmp_path / "b" / "summary.json").read_text())["metrics"]
+    assert metrics["holds"] is False and metrics["stationary_rel_diff"] > 0.5
+    assert (tmp_path / "b" / "scaling.png").is_file()
+
+
+def test_stationary_weight_decay_sweep(tmp_path):
+    out = tmp_path / "wd"
+    result = invoke(
+        "stationary",
+        "--optimizers",
+        "adam,adamw",
+        "--scales",
+        "0.5,2",
+        "--weight-decays",
+        "0.5,2",
+        "--steps",
+        600,
+        "--paths",
+        50,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert metrics["weight_decay"]["values"] == [0.5, 2.0]
+    assert (out / "weight_decay.png").is_file() and (out / "noise_scaling.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["compare", "--optimizer", "adamw", "--weight-decay", "0"], "--weight-decay=0.0"),
+        (["compare", "--optimizer", "adam", "--beta1", "1"], "beta1=1.0"),
+        (["compare", "--optimizer", "adam", "--form", "ito"], "form='ito'"),
+        (["compare", "--optimizer", "sgd", "--form", "malladi"], "form='malladi'"),
+        (["scaling", "--kappa", "0"], "kappa="),
+        (["scaling", "--rule", "cubic"], "rule='cubic'"),
+        (["stationary", "--optimizers", "adam", "--weight-decays", "1"], "--weight-decays"),
+    ],
+)
+def test_adaptive_usage_errors(tmp_path, args, needle):
+    result = invoke(*args, "--out", tmp_path / "x")
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
