@@ -54,6 +54,13 @@ EPS = typer.Option(1e-8, help="RMSprop/Adam eps (outside the square root), >= 0.
 WEIGHT_DECAY = typer.Option(
     1.0, help="Decoupled weight decay theta of rmspropw/adamw (> 0); ignored by the others."
 )
+# Problem and run options shared by the commands.
+DIM = typer.Option(3, help="Dimension d of the quadratic.")
+COND = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d).")
+NOISE = typer.Option("gaussian", help=f"One of: {', '.join(NOISES)}.")
+DF = typer.Option(3.0, help="Student-t degrees of freedom (> 0; <= 2 means infinite variance).")
+SEED = typer.Option(0, help="Random seed.")
+FORCE = typer.Option(False, help="Overwrite --out if it exists.")
 
 
 def _optimizer(name: str, lr: float, beta=0.99, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=1.0):
@@ -178,7 +185,7 @@ def _run_compare(opt, prob, x0, *, steps, paths, seed, save_every, solver, form=
 @_usage_errors
 def demo(
     out: Path = typer.Option(Path("results/demo"), help="Results directory."),
-    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    force: bool = FORCE,
     paths: int = typer.Option(2000, help="Paths (runs) per ensemble."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
 ) -> None:
@@ -238,23 +245,21 @@ def compare_cmd(
     eps: float = EPS,
     weight_decay: float = WEIGHT_DECAY,
     form: str = typer.Option("default", help=f"SDE form, one of: {', '.join(FORMS)}."),
-    dim: int = typer.Option(3, help="Dimension d of the quadratic."),
-    cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
-    noise: str = typer.Option("gaussian", help=f"One of: {', '.join(NOISES)}."),
+    dim: int = DIM,
+    cond: float = COND,
+    noise: str = NOISE,
     scale: float = typer.Option(
         1.0, help="Noise scale; coordinate i gets scale * linspace(1, 2, d)[i]."
     ),
-    df: float = typer.Option(
-        3.0, help="Student-t degrees of freedom (> 0; <= 2 means infinite variance)."
-    ),
+    df: float = DF,
     x0: float = typer.Option(1.0, help="Start point: every coordinate equal to this."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
     paths: int = typer.Option(1000, help="Paths (runs) per ensemble."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = SEED,
     save_every: int = typer.Option(10, help="Save every n steps (must divide --steps)."),
     solver: str = typer.Option("euler", help=f"SDE solver, one of: {', '.join(SOLVERS)}."),
     out: Path = typer.Option(Path("results/compare"), help="Results directory."),
-    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    force: bool = FORCE,
 ) -> None:
     """One optimizer vs its SDE on a quadratic: mean loss over time, stationary law, weak error."""
     config = _config("compare", locals())
@@ -319,17 +324,17 @@ def stationary_cmd(
     beta2: float = BETA2,
     eps: float = EPS,
     weight_decay: float = WEIGHT_DECAY,
-    dim: int = typer.Option(3, help="Dimension d of the quadratic."),
-    cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
-    noise: str = typer.Option("gaussian", help=f"One of: {', '.join(NOISES)}."),
-    df: float = typer.Option(3.0, help="Student-t degrees of freedom."),
+    dim: int = DIM,
+    cond: float = COND,
+    noise: str = NOISE,
+    df: float = DF,
     steps: int = typer.Option(3000, help="Optimizer steps per run (start at the minimum)."),
     paths: int = typer.Option(500, help="Paths per ensemble."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = SEED,
     save_every: int = typer.Option(10, help="Save every n steps (must divide --steps)."),
     burn_in: float = typer.Option(0.5, help="Fraction of the horizon discarded before averaging."),
     out: Path = typer.Option(Path("results/stationary"), help="Results directory."),
-    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    force: bool = FORCE,
 ) -> None:
     """Stationary loss against the noise level (and weight decay): optimizer, SDE and theory."""
     config = _config("stationary", locals())
@@ -420,8 +425,8 @@ def scaling_cmd(
     beta2: float = BETA2,
     eps: float = EPS,
     weight_decay: float = WEIGHT_DECAY,
-    dim: int = typer.Option(3, help="Dimension d of the quadratic."),
-    cond: float = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d)."),
+    dim: int = DIM,
+    cond: float = COND,
     scale: float = typer.Option(1.0, help="Base noise scale (Gaussian)."),
     x0: float = typer.Option(0.2, help="Start point (small: the noise-dominated regime)."),
     steps: int = typer.Option(
@@ -429,10 +434,10 @@ def scaling_cmd(
     ),
     paths: int = typer.Option(1000, help="Runs per setting."),
     saves: int = typer.Option(400, help="Saves per run (must divide steps and steps/kappa)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = SEED,
     rtol: float = typer.Option(0.1, help="Relative tolerance for 'the rule holds'."),
     out: Path = typer.Option(Path("results/scaling"), help="Results directory."),
-    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    force: bool = FORCE,
 ) -> None:
     """Verify a batch-size scaling rule: base vs scaled setting, per sample processed."""
     config = _config("scaling", locals())
