@@ -157,6 +157,7 @@ def simulate(
         n_steps, n_paths, save_every, x0, prob, "n_paths"
     )
     key = _check_key(jax.random.key(0) if key is None else key)
+    substeps = _check.positive_int("substeps", substeps)
     solver = diffrax.Euler() if solver is None else solver
     if isinstance(solver, diffrax.AbstractItoSolver):
         stratonovich = False
