@@ -13,10 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from ._ensemble import Histogram, RunStats
+
 __all__ = ["Run", "save", "load", "package_versions"]
 
 _ARRAYS = ("steps", "ts", "loss", "x", "state")
-_SCALARS = ("kind", "diverged", "first_bad_step", "n_diverged", "seconds", "grad_evals")
+_STATS = ("count", "loss_mean", "loss_m2", "x_mean", "x_m2", "hist_counts")
+_SCALARS = (
+    "kind",
+    "diverged",
+    "first_bad_step",
+    "n_diverged",
+    "seconds",
+    "grad_evals",
+    "n_paths",
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -27,8 +38,8 @@ class Run:
         kind: `"optimizer"` (discrete, optax) or `"sde"` (diffrax).
         steps: `(S,)` optimizer step index of each save.
         ts: `(S,)` times `steps · lr`, the clock both share.
-        loss: `(n_paths, S)` loss of each path at each save.
-        x: `(n_paths, S, d)` parameters, or None when only statistics were kept.
+        loss: `(n_paths, S)` loss of each path at each save (None with `keep="stats"`).
+        x: `(n_paths, S, d)` parameters (None with `keep="stats"`).
         state: `(n_paths, S, n)` full SDE state when it holds more than `x` (else None).
         config: what produced the run (optimizer, problem, seed, sizes, solver).
         diverged: whether any path became non-finite.
@@ -38,12 +49,15 @@ class Run:
         n_diverged: number of paths non-finite at the last save.
         seconds: wall-clock time of the call, compilation included.
         grad_evals: gradient (or drift) evaluations per path.
+        stats: running statistics when only those were kept (`keep="stats"`); see
+            `statistics()` for either kind of run.
+        n_paths: number of paths.
     """
 
     kind: str
     steps: np.ndarray
     ts: np.ndarray
-    loss: np.ndarray
+    loss: np.ndarray | None
     x: np.ndarray | None
     config: dict[str, Any]
     diverged: bool
@@ -52,27 +66,27 @@ class Run:
     state: np.ndarray | None = None
     seconds: float = float("nan")
     grad_evals: int = 0
+    stats: RunStats | None = None
+    n_paths: int = 0
 
-    @property
-    def n_paths(self) -> int:
-        return self.loss.shape[0]
+    def __post_init__(self):
+        if self.n_paths == 0 and self.loss is not None:
+            object.__setattr__(self, "n_paths", int(self.loss.shape[0]))
+
+    def statistics(self) -> RunStats:
+        """Per-save statistics over the finite paths, from `stats` or from the stored paths."""
+        if self.stats is not None:
+            return self.stats
+        return RunStats.from_paths(self.x, self.loss)
 
     @property
     def mean_loss(self) -> np.ndarray:
         """`(S,)` loss averaged over the paths that stayed finite."""
-        return _finite_mean(self.loss)
+        return self.statistics().loss_mean
 
     def save(self, path: str | os.PathLike, *, force: bool = False, summary: dict | None = None):
         """Write this run to directory `path` (see `sdelens.save`)."""
         return save(path, {"run": self}, summary=summary, force=force)
-
-
-def _finite_mean(a: np.ndarray) -> np.ndarray:
-    finite = np.isfinite(a)
-    count = finite.sum(axis=0)
-    total = np.where(finite, a, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def package_versions() -> dict[str, str]:
@@ -132,7 +146,15 @@ def save(
                 value = getattr(run, field)
                 if value is not None:
                     arrays_out[f"{name}/{field}"] = np.asarray(value)
+            if run.stats is not None:
+                for field in _STATS:
+                    value = getattr(run.stats, field)
+                    if value is not None:
+                        arrays_out[f"{name}/stats/{field}"] = np.asarray(value)
             manifest[name] = {"config": run.config, **{k: getattr(run, k) for k in _SCALARS}}
+            if run.stats is not None and run.stats.hist is not None:
+                hist = run.stats.hist
+                manifest[name]["hist"] = {"coords": list(hist.coords), "edges": list(hist.edges)}
         for name, value in (arrays or {}).items():
             arrays_out[f"extra/{name}"] = np.asarray(value)
         np.savez_compressed(tmp / "runs.npz", **arrays_out)
@@ -168,5 +190,10 @@ def load(path: str | os.PathLike) -> Run | dict[str, Run]:
             fields = {f: data[f"{name}/{f}"] if f"{name}/{f}" in data else None for f in _ARRAYS}
             scalars = {k: meta[k] for k in _SCALARS}
             scalars["seconds"] = float("nan") if scalars["seconds"] is None else scalars["seconds"]
-            runs[name] = Run(config=meta["config"], **fields, **scalars)
+            stats = None
+            if f"{name}/stats/count" in data:
+                parts = {f: data.get(f"{name}/stats/{f}") for f in _STATS}
+                hist = Histogram(**meta["hist"]) if "hist" in meta else None
+                stats = RunStats(**parts, hist=hist)
+            runs[name] = Run(config=meta["config"], **fields, **scalars, stats=stats)
     return next(iter(runs.values())) if len(runs) == 1 else runs

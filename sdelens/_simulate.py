@@ -14,6 +14,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import _check
+from ._ensemble import Histogram, RunStats, run_ensemble
 from ._optimizers import AbstractOptimizer
 from ._problems import AbstractProblem
 from ._run import Run
@@ -51,35 +52,40 @@ def _check_key(key):
     return key
 
 
-def _divergence(x_saved: np.ndarray, steps: np.ndarray):
+def _divergence(finite_count: np.ndarray, n_paths: int, steps: np.ndarray):
     """(diverged, first bad saved step, paths non-finite at the end)."""
-    bad = ~np.all(np.isfinite(x_saved), axis=-1)  # (n_paths, S)
-    any_bad = bad.any(axis=0)
-    first = int(steps[np.argmax(any_bad)]) if any_bad.any() else None
-    return bool(any_bad.any()), first, int(bad[:, -1].sum())
+    bad = finite_count < n_paths
+    first = int(steps[np.argmax(bad)]) if bad.any() else None
+    return bool(bad.any()), first, int(n_paths - finite_count[-1])
 
 
-def _finish(kind, ys, x, loss, steps, lr, config, started, keep_state):
-    x, loss = np.asarray(x), np.asarray(loss)
-    diverged, first_bad, n_bad = _divergence(x, steps)
-    n_steps = int(steps[-1])
+def _finish(kind, outputs, n_paths, steps, lr, config, started, grad_evals):
+    ys, x, loss, stats = outputs
+    if stats is None:
+        stats_for_flags = RunStats.from_paths(x, loss)
+    else:
+        stats_for_flags = stats
+    diverged, first_bad, n_bad = _divergence(stats_for_flags.count, n_paths, steps)
+    keep_state = ys is not None and ys.shape != x.shape
     return Run(
         kind=kind,
         steps=steps,
         ts=steps * lr,
         loss=loss,
         x=x,
-        state=np.asarray(ys) if keep_state else None,
+        state=ys if keep_state else None,
         config=config,
         diverged=diverged,
         first_bad_step=first_bad,
         n_diverged=n_bad,
         seconds=time.perf_counter() - started,
-        grad_evals=n_steps,
+        grad_evals=grad_evals,
+        stats=stats,
+        n_paths=n_paths,
     )
 
 
-def _config(opt, problem, n_steps, n_paths, save_every, extra):
+def _config(opt, problem, n_steps, n_paths, save_every, ensemble, extra):
     return {
         "optimizer": {"name": opt.name, **opt.hyperparameters()},
         "problem": type(problem).__name__,
@@ -87,8 +93,20 @@ def _config(opt, problem, n_steps, n_paths, save_every, extra):
         "n_steps": n_steps,
         "n_paths": n_paths,
         "save_every": save_every,
+        "keep": ensemble["keep"],
+        "chunk_size": ensemble["chunk_size"],
+        "devices": len(ensemble["devices"] or jax.local_devices()),
         **extra,
     }
+
+
+def _ensemble_options(keep, chunk_size, hist, devices) -> dict:
+    if hist is not None and not isinstance(hist, Histogram):
+        coords, edges = hist
+        hist = Histogram(coords=coords, edges=edges)
+    if hist is not None and keep != "stats":
+        raise ValueError("hist= needs keep='stats' (with every path kept, histogram run.x).")
+    return {"keep": keep, "chunk_size": chunk_size, "hist": hist, "devices": devices}
 
 
 @eqx.filter_jit
@@ -133,6 +151,10 @@ def simulate(
     solver: diffrax.AbstractSolver | None = None,
     form: str = "default",
     substeps: int = 1,
+    keep: str = "paths",
+    chunk_size: int | None = None,
+    hist=None,
+    devices=None,
 ) -> Run:
     """Integrate the optimizer's SDE (`sde_for(opt, prob)`) for `n_paths` independent paths.
 
@@ -151,6 +173,14 @@ def simulate(
     on a quadratic it *is* the optimizer in law, so measuring the SDE's weak error against the
     optimizer needs `substeps > 1` (see `weak_order`). `form` picks the SDE's published form
     (`sde_for`).
+
+    **Scale** (shared with `run_optimizer`): `keep="stats"` keeps only per-save statistics
+    (`Run.stats`: finite-path count, mean and variance of the loss and of each coordinate, and
+    with `hist=(coords, edges)` histograms of chosen coordinates), so memory does not grow with
+    `n_paths × n_saves`. `chunk_size` paths run per jitted call (clamped to `n_paths`, rounded up
+    to a multiple of the device count; the last chunk is padded and the padding dropped).
+    `devices` (default: all local devices) share each chunk along a `"paths"` mesh axis. Path
+    `i` always uses key `split(key, n_paths)[i]`, so neither changes the result.
     """
     started = time.perf_counter()
     n_steps, n_paths, save_every, x0s = _check_sizes(
@@ -168,13 +198,20 @@ def simulate(
             f"solver={type(solver).__name__} is invalid: an SDE solver is required "
             "(Itô: Euler, ItoMilstein; Stratonovich: Heun, EulerHeun, Midpoint, ...)."
         )
+    ensemble = _ensemble_options(keep, chunk_size, hist, devices)
     sde = sde_for(opt, prob, form=form)
     keys = jax.random.split(key, n_paths)
-    ys, xs, loss = _solve_paths(sde, solver, stratonovich, x0s, keys, n_steps, save_every, substeps)
+
+    def core(x0s_chunk, keys_chunk):
+        return _solve_paths(
+            sde, solver, stratonovich, x0s_chunk, keys_chunk, n_steps, save_every, substeps
+        )
+
+    outputs = run_ensemble(core, x0s, keys, **ensemble)
     steps = np.arange(0, n_steps + 1, save_every)
     extra = {"solver": type(solver).__name__, "form": form, "substeps": substeps}
-    config = _config(opt, prob, n_steps, n_paths, save_every, extra)
-    return _finish("sde", ys, xs, loss, steps, opt.lr, config, started, ys.shape != xs.shape)
+    config = _config(opt, prob, n_steps, n_paths, save_every, ensemble, extra)
+    return _finish("sde", outputs, n_paths, steps, opt.lr, config, started, n_steps * substeps)
 
 
 @eqx.filter_jit
@@ -214,6 +251,11 @@ def run_optimizer(
     n_runs: int | None = None,
     key: PRNGKeyArray | None = None,
     save_every: int = 1,
+    *,
+    keep: str = "paths",
+    chunk_size: int | None = None,
+    hist=None,
+    devices=None,
 ) -> Run:
     """Run the discrete optimizer `opt.to_optax()` for `n_runs` independent runs.
 
@@ -222,12 +264,18 @@ def run_optimizer(
     saves, so memory grows with the number of saves, not steps) under `vmap` over runs, one jit.
     Saves as `simulate`; times `t = k·lr` on the same clock. For stateful optimizers
     (RMSprop, Adam) `Run.state` holds `(x, m, v)` in the layout of their SDE's state.
+    `keep`, `chunk_size`, `hist`, `devices`: as in `simulate`.
     """
     started = time.perf_counter()
     n_steps, n_runs, save_every, x0s = _check_sizes(n_steps, n_runs, save_every, x0, prob, "n_runs")
     key = _check_key(jax.random.key(0) if key is None else key)
+    ensemble = _ensemble_options(keep, chunk_size, hist, devices)
     keys = jax.random.split(key, n_runs)
-    ys, xs, loss = _optimize_paths(opt, prob, x0s, keys, n_steps, save_every)
+
+    def core(x0s_chunk, keys_chunk):
+        return _optimize_paths(opt, prob, x0s_chunk, keys_chunk, n_steps, save_every)
+
+    outputs = run_ensemble(core, x0s, keys, **ensemble)
     steps = np.arange(0, n_steps + 1, save_every)
-    config = _config(opt, prob, n_steps, n_runs, save_every, {})
-    return _finish("optimizer", ys, xs, loss, steps, opt.lr, config, started, ys.shape != xs.shape)
+    config = _config(opt, prob, n_steps, n_runs, save_every, ensemble, {})
+    return _finish("optimizer", outputs, n_runs, steps, opt.lr, config, started, n_steps)

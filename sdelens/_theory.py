@@ -236,13 +236,29 @@ def linearised_stationary(
     )
 
 
+def _stationary_from_stats(run: Run, keep: np.ndarray) -> Stationary:
+    """Pooled moments from per-save statistics: no cross-covariances, no per-path SE."""
+    stats = run.statistics()
+    if np.any(stats.count[keep] == 0):
+        raise ValueError("every path diverged (non-finite) after burn-in: nothing to estimate.")
+    x_mean = stats.x_mean[keep]
+    var = stats.x_var[keep].mean(axis=0) + x_mean.var(axis=0)  # law of total variance
+    return Stationary(
+        mean=x_mean.mean(axis=0),
+        cov=np.diag(var),
+        expected_loss=float(stats.loss_mean[keep].mean()),
+        method=f"empirical from statistics ({run.kind}, {int(keep.sum())} saves; diagonal cov)",
+    )
+
+
 def empirical_stationary(run: Run, burn_in: float = 0.5, window: float | None = None) -> Stationary:
     """Estimate the stationary law from a run, pooling paths and saves after burn-in.
 
     Saves with `t ≥ burn_in · T` (and `t ≤ (burn_in + window) · T` if `window` is given; both
     fractions of the horizon `T`) are pooled over all finite paths. `expected_loss_se` treats
     each path's time-average as one independent sample, which stays honest when successive
-    saves are correlated.
+    saves are correlated. A run that kept statistics only (`keep="stats"`) gives the pooled
+    mean, a diagonal covariance and no standard error.
     """
     _check.in_interval("burn_in", burn_in, 0.0, 1.0)
     horizon = float(run.ts[-1])
@@ -252,7 +268,7 @@ def empirical_stationary(run: Run, burn_in: float = 0.5, window: float | None = 
         end = (burn_in + window) * horizon
     keep = (run.ts >= burn_in * horizon - 1e-12) & (run.ts <= end + 1e-12)
     if run.x is None:
-        raise ValueError("run.x is None: the run kept no states to estimate a covariance from.")
+        return _stationary_from_stats(run, keep)
     x = run.x[:, keep]
     finite = np.all(np.isfinite(x), axis=(1, 2)) & np.all(np.isfinite(run.loss[:, keep]), axis=1)
     if not finite.any():

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 
-from ._compare import compare, mean_and_se
+from ._compare import compare
 from ._experiments import loglog_slope
 from ._noise import sign_phase
 from ._run import Run
@@ -69,7 +69,8 @@ def trajectories(
     fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
     colours = ("C0", "C1")
     if run is None:
-        mean, se, _ = mean_and_se(ref.loss)
+        stats = ref.statistics()
+        mean, se = stats.loss_mean, stats.loss_se
         _band(ax, ref.ts, mean, se, labels[0], colours[0])
         _mark_divergence(ax, ref, labels[0], colours[0])
     else:
@@ -270,7 +271,8 @@ def scaling(check):
         (check.base_run, f"base {check.base.name}, lr={check.base.lr:g}", "C0"),
         (check.scaled_run, f"kappa={check.kappa:g}: lr={check.scaled.lr:g}", "C1"),
     ):
-        mean, se, _ = mean_and_se(run.loss)
+        stats = run.statistics()
+        mean, se = stats.loss_mean, stats.loss_se
         _band(ax, samples, mean, se, label, colour)
     ax.axhline(check.threshold, color="gray", ls=":", label="threshold")
     ax.set_yscale("log")

@@ -1,0 +1,200 @@
+"""Running many paths: chunks that bound memory, sharding over devices, streaming statistics.
+
+`simulate` and `run_optimizer` hand their jitted per-path core to `run_ensemble`, which feeds it
+`chunk_size` paths at a time (the same compiled function for every chunk; the last one padded),
+splits each chunk across `devices` along a `"paths"` mesh axis, and either gathers every path
+(`keep="paths"`) or folds each chunk into running statistics on the device (`keep="stats"`), so
+that memory does not grow with `n_paths × n_saves`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import _check
+
+__all__ = ["RunStats", "Histogram", "run_ensemble"]
+
+KEEP = ("paths", "stats")
+
+
+@dataclasses.dataclass(frozen=True)
+class Histogram:
+    """Which coordinates to histogram at every save, and the bin edges (shared by all)."""
+
+    coords: tuple[int, ...]
+    edges: tuple[float, ...]
+
+    def __post_init__(self):
+        coords = tuple(int(c) for c in np.atleast_1d(self.coords))
+        if not coords or min(coords) < 0:
+            raise ValueError(f"hist coords={self.coords} is invalid: non-negative indices.")
+        edges = np.asarray(self.edges, dtype=float)
+        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError("hist edges must be a strictly increasing 1-D array of >= 2 values.")
+        # Hashable, so that a histogram spec can be a static argument of a jitted function.
+        object.__setattr__(self, "coords", coords)
+        object.__setattr__(self, "edges", tuple(edges.tolist()))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RunStats:
+    """Per-save statistics over the finite paths of an ensemble.
+
+    `count` `(S,)`: paths finite at each save; `loss_mean`, `loss_m2` `(S,)` and `x_mean`,
+    `x_m2` `(S, d)`: means and sums of squared deviations (merged across chunks with Chan et
+    al.'s parallel update, in float64); `hist_counts` `(S, k, bins)` for `hist` (optional).
+    """
+
+    count: np.ndarray
+    loss_mean: np.ndarray
+    loss_m2: np.ndarray
+    x_mean: np.ndarray
+    x_m2: np.ndarray
+    hist: Histogram | None = None
+    hist_counts: np.ndarray | None = None
+
+    @property
+    def loss_var(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.loss_m2 / np.maximum(self.count - 1, 1)
+
+    @property
+    def loss_se(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt(self.loss_var / self.count)
+
+    @property
+    def x_var(self) -> np.ndarray:
+        return self.x_m2 / np.maximum(self.count - 1, 1)[:, None]
+
+    def merge(self, other: RunStats) -> RunStats:
+        """Statistics of the union of two disjoint sets of paths."""
+        n_a, n_b = self.count, other.count
+        n = n_a + n_b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share_b = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
+            cross = np.where(n > 0, n_a * n_b / np.maximum(n, 1), 0.0)
+        d_loss = other.loss_mean - self.loss_mean
+        d_x = other.x_mean - self.x_mean
+        counts = None
+        if self.hist_counts is not None:
+            counts = self.hist_counts + other.hist_counts
+        return RunStats(
+            count=n,
+            loss_mean=self.loss_mean + d_loss * share_b,
+            loss_m2=self.loss_m2 + other.loss_m2 + d_loss**2 * cross,
+            x_mean=self.x_mean + d_x * share_b[:, None],
+            x_m2=self.x_m2 + other.x_m2 + d_x**2 * cross[:, None],
+            hist=self.hist,
+            hist_counts=counts,
+        )
+
+    @classmethod
+    def from_paths(cls, x, loss, hist: Histogram | None = None) -> RunStats:
+        """The same statistics computed from stored paths `x (n, S, d)`, `loss (n, S)`."""
+        valid = np.ones(x.shape[0], dtype=bool)
+        return _stats(_moments(jnp.asarray(x), jnp.asarray(loss), valid, hist), hist)
+
+
+def _moments(xs, loss, valid, hist: Histogram | None):
+    """Device-side statistics of one chunk: paths that are padding or non-finite are left out."""
+    finite = valid[:, None] & jnp.all(jnp.isfinite(xs), axis=-1) & jnp.isfinite(loss)
+    weight = finite.astype(xs.dtype)
+    count = weight.sum(axis=0)
+    denom = jnp.maximum(count, 1.0)
+    loss0 = jnp.where(finite, loss, 0.0)
+    loss_mean = loss0.sum(axis=0) / denom
+    loss_m2 = (weight * (loss0 - loss_mean) ** 2).sum(axis=0)
+    x0 = jnp.where(finite[..., None], xs, 0.0)
+    x_mean = x0.sum(axis=0) / denom[:, None]
+    x_m2 = (weight[..., None] * (x0 - x_mean) ** 2).sum(axis=0)
+    counts = None
+    if hist is not None:
+        edges = jnp.asarray(hist.edges, dtype=xs.dtype)
+        picked = x0[:, :, jnp.asarray(hist.coords)]  # (m, S, k)
+
+        def one(values, w):
+            return jnp.histogram(values, bins=edges, weights=w)[0]
+
+        per_coord = jax.vmap(one, in_axes=(1, None))  # over coordinates
+        counts = jax.vmap(per_coord, in_axes=(1, 1))(picked, weight)  # over saves
+    return count, loss_mean, loss_m2, x_mean, x_m2, counts
+
+
+_moments_jit = jax.jit(_moments, static_argnums=3)
+
+
+def _stats(parts, hist: Histogram | None) -> RunStats:
+    """Device moments → host float64 `RunStats` (where chunks are merged)."""
+    count, loss_mean, loss_m2, x_mean, x_m2, counts = (
+        None if p is None else np.asarray(p, dtype=np.float64) for p in parts
+    )
+    return RunStats(count, loss_mean, loss_m2, x_mean, x_m2, hist=hist, hist_counts=counts)
+
+
+def _mesh(devices) -> Mesh | None:
+    devices = list(devices)
+    return Mesh(np.asarray(devices), ("paths",)) if len(devices) > 1 else None
+
+
+def _place(mesh: Mesh | None, array):
+    if mesh is None:
+        return array
+    return jax.device_put(array, NamedSharding(mesh, PartitionSpec("paths")))
+
+
+def resolve_chunk(chunk_size: int | None, n_paths: int, n_devices: int) -> int:
+    """Paths per jitted call: `chunk_size` clamped to `n_paths` (None: all), rounded up to a
+    multiple of the device count so every device gets the same share."""
+    if chunk_size is not None:
+        _check.positive_int("chunk_size", chunk_size)
+    chunk = n_paths if chunk_size is None else min(int(chunk_size), n_paths)
+    return int(math.ceil(chunk / n_devices) * n_devices)
+
+
+def run_ensemble(
+    core: Callable,
+    x0s,
+    keys,
+    *,
+    keep: str = "paths",
+    chunk_size: int | None = None,
+    hist: Histogram | None = None,
+    devices: Sequence | None = None,
+):
+    """Run `core(x0s_chunk, keys_chunk) -> (ys, xs, loss)` over all paths.
+
+    Returns `(ys, xs, loss, None)` as host arrays for `keep="paths"`, or
+    `(None, None, None, RunStats)` for `keep="stats"`. Path `i` always uses `keys[i]`, so
+    chunking and sharding do not change the result (up to float rounding).
+    """
+    _check.choice("keep", keep, KEEP)
+    devices = jax.local_devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("devices is empty: give at least one device.")
+    n = x0s.shape[0]
+    chunk = resolve_chunk(chunk_size, n, len(devices))
+    mesh = _mesh(devices)
+    gathered, stats = [], None
+    for start in range(0, n, chunk):
+        index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad with the last path
+        real = min(chunk, n - start)
+        ys, xs, loss = core(_place(mesh, x0s[index]), _place(mesh, keys[index]))
+        if keep == "paths":
+            gathered.append([np.asarray(a)[:real] for a in (ys, xs, loss)])
+            continue
+        valid = _place(mesh, jnp.arange(chunk) < real)
+        part = _stats(_moments_jit(xs, loss, valid, hist), hist)
+        stats = part if stats is None else stats.merge(part)
+    if keep == "stats":
+        return None, None, None, stats
+    ys, xs, loss = (np.concatenate(parts) for parts in zip(*gathered, strict=True))
+    return ys, xs, loss, None

@@ -1,0 +1,126 @@
+"""Streaming statistics, chunks and devices give the same numbers as keeping every path."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sdelens as sl
+
+PROB = sl.Quadratic(
+    h=jnp.array([1.0, 2.0, 4.0]), noise=sl.GaussianNoise(scale=jnp.array([0.5, 1.0, 2.0]))
+)
+X0 = jnp.array([1.5, -1.0, 0.5])
+ARGS = dict(n_steps=200, key=jax.random.key(4), save_every=20)
+
+
+@pytest.mark.parametrize("fn", [sl.simulate, sl.run_optimizer])
+@pytest.mark.parametrize("opt", [sl.SignSGD(lr=0.01), sl.Adam(lr=0.01, beta1=0.9, beta2=0.99)])
+def test_stats_and_chunks_equal_stored_paths(fn, opt):
+    paths = fn(opt, PROB, X0, 200, 30, ARGS["key"], 20)
+    edges = np.linspace(-2, 2, 21)
+    stats = fn(
+        opt, PROB, X0, 200, 30, ARGS["key"], 20, keep="stats", chunk_size=7, hist=([0, 2], edges)
+    )
+    chunked = fn(opt, PROB, X0, 200, 30, ARGS["key"], 20, chunk_size=7)
+    np.testing.assert_allclose(chunked.x, paths.x, rtol=1e-6, atol=1e-7)  # same keys per path
+    assert stats.x is None and stats.loss is None and stats.n_paths == 30
+    ref = paths.statistics()
+    got = stats.stats
+    np.testing.assert_array_equal(got.count, 30)
+    np.testing.assert_allclose(got.loss_mean, ref.loss_mean, rtol=1e-5)
+    np.testing.assert_allclose(got.loss_var, paths.loss.var(axis=0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(got.x_mean, paths.x.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.x_var, paths.x.var(axis=0, ddof=1), rtol=1e-4, atol=1e-9)
+    for j, coord in enumerate((0, 2)):
+        expected = np.stack([np.histogram(paths.x[:, s, coord], bins=edges)[0] for s in range(11)])
+        np.testing.assert_array_equal(got.hist_counts[:, j], expected)
+    c = sl.compare(paths, stats)  # comparison works on statistics alone
+    np.testing.assert_allclose(c.diff, 0.0, atol=1e-6)
+
+
+def test_stats_output_does_not_grow_with_paths():
+    sizes = []
+    for n in (10, 1000):
+        run = sl.run_optimizer(
+            sl.SGD(lr=0.01), PROB, X0, 100, n, jax.random.key(0), 10, keep="stats", chunk_size=64
+        )
+        arrays = [
+            run.stats.count,
+            run.stats.loss_mean,
+            run.stats.loss_m2,
+            run.stats.x_mean,
+            run.stats.x_m2,
+        ]
+        sizes.append(sum(a.nbytes for a in arrays))
+    assert sizes[0] == sizes[1]
+
+
+def test_stats_runs_flag_divergence_save_and_estimate(tmp_path):
+    run = sl.run_optimizer(
+        sl.SGD(lr=0.6), PROB, X0, 400, 16, jax.random.key(0), 10, keep="stats", chunk_size=5
+    )
+    assert run.diverged and run.n_diverged == 16 and 100 <= run.first_bad_step <= 200
+    ok = sl.run_optimizer(
+        sl.SGD(lr=0.01), PROB, jnp.zeros(3), 2000, 400, jax.random.key(1), 20, keep="stats"
+    )
+    est = sl.empirical_stationary(ok)
+    th = sl.stationary(sl.SGD(lr=0.01), PROB)
+    assert est.expected_loss_se is None and "statistics" in est.method
+    assert abs(est.expected_loss - th.expected_loss) < 0.1 * th.expected_loss
+    np.testing.assert_allclose(np.diag(est.cov), np.diag(th.cov), rtol=0.15)
+    ok.save(tmp_path / "s")
+    back = sl.load(tmp_path / "s")
+    np.testing.assert_array_equal(back.stats.x_m2, ok.stats.x_m2)
+    assert back.x is None and back.n_paths == 400
+
+
+def test_chunk_and_keep_checks():
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, chunk_size=0)
+    with pytest.raises(ValueError, match="keep='all'"):
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, keep="all")
+    with pytest.raises(ValueError, match="hist= needs keep='stats'"):
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, hist=([0], [0.0, 1.0]))
+    with pytest.raises(ValueError, match="edges"):
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, keep="stats", hist=([0], [1.0, 0.0]))
+    big = sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, chunk_size=1000)  # clamped to 4
+    assert big.x.shape == (4, 11, 3) and big.config["chunk_size"] == 1000
+
+
+SHARDED = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    import sdelens as sl
+    assert len(jax.devices()) == 4, jax.devices()
+    noise = sl.GaussianNoise(scale=jnp.array([0.5, 1.0, 2.0]))
+    prob = sl.Quadratic(h=jnp.array([1.0, 2.0, 4.0]), noise=noise)
+    x0 = jnp.array([1.5, -1.0, 0.5])
+    for fn, opt in [(sl.simulate, sl.SignSGD(lr=0.01)), (sl.run_optimizer, sl.Adam(lr=0.01))]:
+        one = fn(opt, prob, x0, 100, 30, jax.random.key(2), 10, devices=jax.devices()[:1])
+        four = fn(opt, prob, x0, 100, 30, jax.random.key(2), 10)  # 30 paths: padded to 32
+        np.testing.assert_allclose(four.x, one.x, rtol=1e-6, atol=1e-7)
+        assert four.config["devices"] == 4
+        stats = fn(opt, prob, x0, 100, 30, jax.random.key(2), 10, keep="stats", chunk_size=6)
+        np.testing.assert_allclose(stats.stats.x_mean, one.x.mean(0), rtol=1e-5, atol=1e-6)
+    print("sharded ok")
+    """
+)
+
+
+def test_sharded_over_four_simulated_devices_equals_one_device():
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sharded ok" in result.stdout
