@@ -74,7 +74,7 @@ class OptimizerVsSDE:
         from . import plot
 
         figs = {"trajectories": plot.trajectories(self.ref, self.run)}
-        if not self.ref.diverged:
+        if not self.ref.diverged and self.ref.x is not None:
             figs["stationary"] = plot.stationary(self.ref, theory=self.theory)
         return figs
 
@@ -90,12 +90,18 @@ def optimizer_vs_sde(
     save_every: int = 1,
     solver=None,
     form: str = "default",
+    keep: str = "paths",
+    chunk_size: int | None = None,
 ) -> OptimizerVsSDE:
-    """Run `opt` and integrate its SDE (`form`) from `x0`, independent keys derived from `seed`."""
+    """Run `opt` and integrate its SDE (`form`) from `x0`, independent keys derived from `seed`.
+
+    `keep`, `chunk_size`: as in `simulate` (`keep="stats"` for very many paths).
+    """
     sde_for(opt, prob, form=form)  # a bad optimizer/form pair fails before any run
     key_opt, key_sde = jax.random.split(jax.random.key(seed))
+    scale = {"keep": keep, "chunk_size": chunk_size}
     ref = run_optimizer(
-        opt, prob, x0, n_steps=n_steps, n_runs=n_paths, key=key_opt, save_every=save_every
+        opt, prob, x0, n_steps=n_steps, n_runs=n_paths, key=key_opt, save_every=save_every, **scale
     )
     run = simulate(
         opt,
@@ -107,6 +113,7 @@ def optimizer_vs_sde(
         save_every=save_every,
         solver=solver,
         form=form,
+        **scale,
     )
     return OptimizerVsSDE(opt, prob, ref, run, compare(ref, run), _try_stationary(opt, prob))
 

@@ -160,7 +160,9 @@ _COMPARE_HEADER = (
 )
 
 
-def _run_compare(opt, prob, x0, *, steps, paths, seed, save_every, solver, form="default"):
+def _run_compare(
+    opt, prob, x0, *, steps, paths, seed, save_every, solver, form="default", keep="paths", chunk=0
+):
     import sdelens as sl
 
     _say(f"{opt.name}: optimizer and SDE ({form} form), {paths} paths x {steps} steps ...")
@@ -175,6 +177,8 @@ def _run_compare(opt, prob, x0, *, steps, paths, seed, save_every, solver, form=
         save_every=save_every,
         solver=solver,
         form=form,
+        keep=keep,
+        chunk_size=chunk or None,
     )
     _say(f"  done in {time.perf_counter() - started:.1f} s")
     _warn_divergence(opt.name, both)
@@ -258,6 +262,8 @@ def compare_cmd(
     seed: int = SEED,
     save_every: int = typer.Option(10, help="Save every n steps (must divide --steps)."),
     solver: str = typer.Option("euler", help=f"SDE solver, one of: {', '.join(SOLVERS)}."),
+    keep: str = typer.Option("paths", help="paths (every path) or stats (statistics only)."),
+    chunk_size: int = typer.Option(0, help="Paths per jitted call (0: all at once)."),
     out: Path = typer.Option(Path("results/compare"), help="Results directory."),
     force: bool = FORCE,
 ) -> None:
@@ -280,10 +286,12 @@ def compare_cmd(
         save_every=save_every,
         solver=_solver(solver),
         form=form,
+        keep=keep,
+        chunk=chunk_size,
     )
     metrics = both.metrics()
     figures = both.figures()
-    if optimizer == "signsgd":
+    if optimizer == "signsgd" and keep == "paths":
         figures["phases"] = sl.plot.phases(both.ref, prob.noise, prob)
     sl.save(
         out,

@@ -197,3 +197,17 @@ def test_adaptive_usage_errors(tmp_path, args, needle):
     result = invoke(*args, "--out", tmp_path / "x")
     assert result.exit_code == 2, result.output
     assert needle in result.output and "Traceback" not in result.output
+
+
+def test_compare_statistics_only_in_chunks(tmp_path):
+    out = tmp_path / "stats"
+    args = ["compare", "--keep", "stats", "--chunk-size", 64, "--paths", 200, "--steps", 200]
+    result = invoke(*args, "--out", out)
+    assert result.exit_code == 0, result.output
+    runs = sl.load(out)
+    assert runs["sde"].x is None and runs["sde"].stats.count.tolist()[-1] == 200
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert metrics["stationary_loss_se"]["optimizer"] is None
+    assert (out / "trajectories.png").is_file() and not (out / "stationary.png").exists()
+    bad = invoke("compare", "--chunk-size", -1, "--out", tmp_path / "bad")
+    assert bad.exit_code == 2 and "chunk_size=-1" in bad.output
