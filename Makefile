@@ -26,11 +26,19 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 notebooks
 
-bench: $(VENV)/.installed
+PEERS := benchmarks/.venv-peers
+
+# torch (CPU build, pinned) and torchsde only for the comparison; never sdelens dependencies.
+$(PEERS)/bin/python:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet torch==2.13.0 torchsde==0.2.6
+
+bench: $(VENV)/.installed $(PEERS)/bin/python
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/vs_torchsde.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) $(PEERS) results .pytest_cache

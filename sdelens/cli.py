@@ -489,8 +489,24 @@ def scaling_cmd(
     typer.echo(f"Results in {out}/")
 
 
+def _enable_compilation_cache() -> None:
+    """Keep compiled XLA programs on disk between CLI calls (`SDELENS_JAX_CACHE`, default
+    `~/.cache/sdelens/jax`; `off` disables it). Only the CLI does this: the library never sets
+    global JAX flags."""
+    import os
+
+    where = os.environ.get("SDELENS_JAX_CACHE", str(Path.home() / ".cache" / "sdelens" / "jax"))
+    if where.lower() == "off":
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
 def main() -> None:
     """Entry point of the `sdelens` console script."""
+    _enable_compilation_cache()
     app(prog_name="sdelens")
 
 
