@@ -2,6 +2,7 @@
 
 from . import plot as plot
 from ._compare import Comparison as Comparison, compare as compare
+from ._ensemble import Histogram as Histogram, RunStats as RunStats
 from ._experiments import (
     OptimizerVsSDE as OptimizerVsSDE,
     Sweep as Sweep,
