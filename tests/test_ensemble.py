@@ -124,3 +124,15 @@ def test_sharded_over_four_simulated_devices_equals_one_device():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sharded ok" in result.stdout
+
+
+def test_merging_hosts_is_exact():
+    """Two 'hosts' with their own keys, merged, equal the statistics of all their paths."""
+    a = sl.run_optimizer(sl.SignSGD(lr=0.01), PROB, X0, 100, 10, jax.random.key(1), 10)
+    b = sl.run_optimizer(sl.SignSGD(lr=0.01), PROB, X0, 100, 23, jax.random.key(2), 10)
+    merged = a.statistics().merge(b.statistics())
+    both = sl.RunStats.from_paths(np.concatenate([a.x, b.x]), np.concatenate([a.loss, b.loss]))
+    for field in ("count", "loss_mean", "loss_m2", "x_mean", "x_m2"):
+        np.testing.assert_allclose(
+            getattr(merged, field), getattr(both, field), rtol=1e-5, atol=1e-9
+        )
