@@ -85,7 +85,7 @@ def _scale_kind(name: str, scale, *, allow_matrix: bool) -> None:
         _check.positive_finite(name, arr)
 
 
-def _diag_or_matrix_sqrt(mat: Float[Array, "d d"]) -> lx.AbstractLinearOperator:
+def _psd_sqrt(mat: Float[Array, "d d"]) -> lx.AbstractLinearOperator:
     """Symmetric PSD square root by eigendecomposition (eigenvalues clipped at 0)."""
     eigval, eigvec = jnp.linalg.eigh(mat)
     root = (eigvec * jnp.sqrt(jnp.clip(eigval, 0.0))) @ eigvec.T
@@ -101,7 +101,8 @@ _GL_WEIGHTS = 0.5 * _GL_WEIGHTS
 def _bivariate_normal_cdf(h, k, rho):
     """`P[U < h, V < k]` for standard normals with correlation `rho`.
 
-    Sheppard's formula with `r = sin θ`, which removes the endpoint singularity:
+    Plackett's identity `∂Φ₂/∂ρ = φ₂` integrated from `ρ = 0`, with `r = sin θ`, which removes
+    the endpoint singularity at `|ρ| → 1` (24-point Gauss–Legendre, error < 1e-7 for |ρ| < 0.99):
     `Φ₂(h, k; ρ) = Φ(h)Φ(k) + (1/2π) ∫₀^{arcsin ρ} exp(-(h² - 2hk sin θ + k²) / (2 cos² θ)) dθ`.
     """
     upper = jnp.arcsin(jnp.clip(rho, -1.0, 1.0))
@@ -184,7 +185,7 @@ class GaussianNoise(AbstractNoise):
             return lx.DiagonalLinearOperator(
                 jnp.sqrt(jnp.clip(1.0 - self.sign_mean(grad) ** 2, 0.0))
             )
-        return _diag_or_matrix_sqrt(self.sign_cov(grad))
+        return _psd_sqrt(self.sign_cov(grad))
 
     def cov_sqrt(self, d):
         if self.scale.ndim == 2:
@@ -321,7 +322,7 @@ class SampledNoise(AbstractNoise):
         return self._moments(grad)[1]
 
     def sign_cov_sqrt(self, grad):
-        return _diag_or_matrix_sqrt(self.sign_cov(grad))
+        return _psd_sqrt(self.sign_cov(grad))
 
     def cov_sqrt(self, d):
         if self.covariance_sqrt is None:

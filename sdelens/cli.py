@@ -1,9 +1,12 @@
-"""`sdelens` command line: parses options, calls the public API, writes results."""
+"""`sdelens` command line: parses options, calls the public API, writes results.
+
+JAX, diffrax and matplotlib are imported inside the commands, so that `--help` and usage errors
+answer at once.
+"""
 
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from pathlib import Path
 
@@ -512,4 +515,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

@@ -57,7 +57,7 @@ def test_gaussian_matrix_scale_bivariate_formula():
     assert_sign_mean_close(np.asarray(noise.sign_mean(grad), dtype=float), mean)
     assert np.all(np.abs(cov - exact) <= 5 / math.sqrt(N_MC))
     assert abs(exact[0, 1]) > 0.1  # the off-diagonal is really tested
-    # At ∇f = 0 the off-diagonal is (2/π) arcsin ρ exactly (Sheppard).
+    # At ∇f = 0 the off-diagonal is (2/π) arcsin ρ exactly (Sheppard's theorem).
     zero = np.asarray(noise.sign_cov(jnp.zeros(3)), dtype=float)
     rho = np.asarray(CORR)
     np.testing.assert_allclose(zero, 2 / np.pi * np.arcsin(rho), atol=2e-6)
@@ -133,3 +133,13 @@ def test_sign_phase_thresholds():
     np.testing.assert_array_equal(sl.sign_phase(t, grad), [1, 2, 3, 1])
     with pytest.raises(ValueError, match="low"):
         sl.sign_phase(noise, grad, low=2.0, high=1.0)
+
+
+@pytest.mark.parametrize("rho", [0.3, -0.7, 0.9, 0.99])
+def test_bivariate_normal_cdf_against_scipy(rho):
+    from sdelens._noise import _bivariate_normal_cdf
+
+    for h, k in [(0.5, -0.3), (1.2, 1.5), (-2.0, 0.4)]:
+        exact = scipy.stats.multivariate_normal([0, 0], [[1, rho], [rho, 1]]).cdf([h, k])
+        got = float(_bivariate_normal_cdf(jnp.asarray(h), jnp.asarray(k), jnp.asarray(rho)))
+        assert got == pytest.approx(exact, abs=2e-7)
