@@ -175,18 +175,67 @@ def run_ensemble(
     Returns `(ys, xs, loss, None)` as host arrays for `keep="paths"`, or
     `(None, None, None, RunStats)` for `keep="stats"`. Path `i` always uses `keys[i]`, so
     chunking and sharding do not change the result (up to float rounding).
+
+    Under `jax.distributed` (several processes, e.g. one per host), process `p` runs the `p`-th
+    contiguous share of the paths on its local devices, and the shares are gathered
+    (`process_allgather`) so that every process returns the result for all paths.
     """
     _check.choice("keep", keep, KEEP)
     devices = jax.local_devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("devices is empty: give at least one device.")
+    n_proc = jax.process_count()
+    if n_proc == 1:
+        return _run_local(core, x0s, keys, keep, chunk_size, hist, devices, x0s.shape[0])
+    n = x0s.shape[0]
+    if n < n_proc:
+        raise ValueError(
+            f"n_paths={n} is smaller than the {n_proc} processes: one path each at least."
+        )
+    share = math.ceil(n / n_proc)
+    lo = jax.process_index() * share
+    index = np.minimum(np.arange(lo, lo + share), n - 1)
+    real = max(0, min(share, n - lo))
+    # Padding rows repeat path n-1; they sit at the end of the global order, where the gather
+    # cuts them off, but statistics must not count them.
+    n_valid = share if keep == "paths" else real
+    ys, xs, loss, stats = _run_local(
+        core, x0s[index], keys[index], keep, chunk_size, hist, devices, n_valid
+    )
+    return _gather(ys, xs, loss, stats, n)
+
+
+def _gather(ys, xs, loss, stats, n: int):
+    """Every process's share → the whole ensemble, in path order, on every process."""
+    from jax.experimental import multihost_utils
+
+    if stats is None:
+        parts = multihost_utils.process_allgather((ys, xs, loss))
+        return tuple(np.asarray(p).reshape(-1, *p.shape[2:])[:n] for p in parts) + (None,)
+    fields = [stats.count, stats.loss_mean, stats.loss_m2, stats.x_mean, stats.x_m2]
+    if stats.hist_counts is not None:
+        fields.append(stats.hist_counts)
+    gathered = multihost_utils.process_allgather(tuple(fields))
+    merged = None
+    for p in range(gathered[0].shape[0]):
+        part = RunStats(
+            *(np.asarray(g[p], dtype=np.float64) for g in gathered[:5]),
+            hist=stats.hist,
+            hist_counts=None if stats.hist_counts is None else np.asarray(gathered[5][p]),
+        )
+        merged = part if merged is None else merged.merge(part)
+    return None, None, None, merged
+
+
+def _run_local(core, x0s, keys, keep, chunk_size, hist, devices, n_valid: int):
+    """The ensemble on this process's devices; rows from `n_valid` on are padding."""
     n = x0s.shape[0]
     chunk = resolve_chunk(chunk_size, n, len(devices))
     mesh = _mesh(devices)
     gathered, stats = [], None
     for start in range(0, n, chunk):
         index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad with the last path
-        real = min(chunk, n - start)
+        real = max(0, min(chunk, n_valid - start))
         ys, xs, loss = core(_place(mesh, x0s[index]), _place(mesh, keys[index]))
         if keep == "paths":
             gathered.append([np.asarray(a)[:real] for a in (ys, xs, loss)])

@@ -136,3 +136,56 @@ def test_merging_hosts_is_exact():
         np.testing.assert_allclose(
             getattr(merged, field), getattr(both, field), rtol=1e-5, atol=1e-9
         )
+
+
+MULTIPROCESS = textwrap.dedent(
+    """
+    import sys
+    import jax
+    pid, port, ref_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+    import jax.numpy as jnp, numpy as np
+    import sdelens as sl
+    assert jax.process_count() == 2
+    noise = sl.GaussianNoise(scale=jnp.array([0.5, 1.0, 2.0]))
+    prob = sl.Quadratic(h=jnp.array([1.0, 2.0, 4.0]), noise=noise)
+    x0 = jnp.array([1.5, -1.0, 0.5])
+    ref = np.load(ref_file)
+    run = sl.simulate(sl.SignSGD(lr=0.01), prob, x0, 100, 7, jax.random.key(3), 10)
+    np.testing.assert_allclose(run.x, ref["x"], rtol=1e-6, atol=1e-7)  # 7 paths over 2 hosts
+    stats = sl.run_optimizer(sl.Adam(lr=0.01), prob, x0, 100, 7, jax.random.key(3), 10,
+                             keep="stats", chunk_size=2)
+    np.testing.assert_array_equal(stats.stats.count, 7)
+    np.testing.assert_allclose(stats.stats.x_mean, ref["adam_mean"], rtol=1e-5, atol=1e-6)
+    print("process", pid, "ok")
+    """
+)
+
+
+def test_two_processes_equal_one(tmp_path):
+    """jax.distributed with two CPU processes on loopback: each runs its share, all gather."""
+    import socket
+
+    sde = sl.simulate(sl.SignSGD(lr=0.01), PROB, X0, 100, 7, jax.random.key(3), 10)
+    adam = sl.run_optimizer(sl.Adam(lr=0.01), PROB, X0, 100, 7, jax.random.key(3), 10)
+    np.savez(tmp_path / "ref.npz", x=sde.x, adam_mean=adam.x.mean(axis=0))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTIPROCESS, str(pid), str(port), str(tmp_path / "ref.npz")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for pid, (p, (out, err)) in enumerate(zip(procs, outputs, strict=True)):
+        assert p.returncode == 0, err[-3000:]
+        assert f"process {pid} ok" in out
