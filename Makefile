@@ -36,6 +36,7 @@ $(PEERS)/bin/python:
 bench: $(VENV)/.installed $(PEERS)/bin/python
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/vs_torchsde.py
+	$(BIN)/python benchmarks/grid.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
