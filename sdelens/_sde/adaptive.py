@@ -50,9 +50,6 @@ class AbstractAdaptiveSDE(AbstractOptimizerSDE):
         averages = [grad, target] if self.n_blocks == 3 else [target]
         return jnp.concatenate([x, *averages])
 
-    def brownian_shape(self, x0):
-        return x0.shape
-
     def blocks(self, y):
         return jnp.reshape(y, (self.n_blocks, -1))
 

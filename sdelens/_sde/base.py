@@ -43,9 +43,10 @@ class AbstractOptimizerSDE(eqx.Module):
     def parameters(self, y: Float[Array, " n"]) -> Float[Array, " d"]:
         """The parameters `X` inside a state `Y`."""
 
-    @abc.abstractmethod
     def brownian_shape(self, x0: Float[Array, " d"]) -> tuple[int, ...]:
-        """Shape of the driving Brownian motion `W`."""
+        """Shape of the driving Brownian motion `W`: one coordinate per parameter, since every
+        block of the state is driven by the same gradient noise (`embed_noise`)."""
+        return x0.shape
 
     @abc.abstractmethod
     def rest_state(self, x: Float[Array, " d"]) -> Float[Array, " n"]:
@@ -135,9 +136,6 @@ class AbstractParameterSDE(AbstractOptimizerSDE):
 
     def parameters(self, y):
         return y
-
-    def brownian_shape(self, x0):
-        return x0.shape
 
 
 def register_sde(optimizer_type: type, form: str = "default"):
