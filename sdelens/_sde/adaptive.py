@@ -20,7 +20,13 @@ import jax.numpy as jnp
 
 from .._optimizers import Adam, RMSprop
 from .._problems import AbstractProblem
-from .base import AbstractOptimizerSDE, embed_noise, noise_variance, register_sde
+from .base import (
+    AbstractOptimizerSDE,
+    embed_noise,
+    noise_variance,
+    register_sde,
+    require_finite_variance,
+)
 
 
 class AbstractAdaptiveSDE(AbstractOptimizerSDE):
@@ -30,13 +36,7 @@ class AbstractAdaptiveSDE(AbstractOptimizerSDE):
     includes_grad_squared: eqx.AbstractClassVar[bool]
 
     def __check_init__(self):
-        noise = self.problem.noise
-        if not noise.has_finite_variance:
-            raise ValueError(
-                f"The {type(self.optimizer).__name__} SDE needs finite-variance noise: "
-                f"{type(noise).__name__} has infinite variance (df <= 2), so E g² does not "
-                "exist. SignSGD's SDE exists for any df > 0: use sl.SignSGD."
-            )
+        require_finite_variance(type(self.optimizer).__name__, self.problem.noise)
 
     def initial_state(self, x0):
         return jnp.concatenate([x0, jnp.zeros((self.n_blocks - 1) * x0.shape[0], x0.dtype)])

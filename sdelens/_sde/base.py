@@ -88,6 +88,17 @@ def stratonovich_correction(diffusion, t, y: Float[Array, " n"], args) -> Float[
     return 0.5 * jnp.sum(jax.vmap(column_term)(jnp.arange(g.shape[1])), axis=0)
 
 
+def require_finite_variance(sde_name: str, noise) -> None:
+    """SDEs built on `Σ` (SGD, RMSprop, Adam) do not exist for infinite-variance noise."""
+    if not noise.has_finite_variance:
+        df = float(getattr(noise, "df", float("nan")))
+        raise ValueError(
+            f"The {sde_name} SDE does not exist for {type(noise).__name__} with infinite "
+            f"variance (df={df} <= 2): it needs the noise covariance Σ. SignSGD's SDE exists for "
+            "any df > 0: use sl.SignSGD."
+        )
+
+
 def scale_operator(op: lx.AbstractLinearOperator, c) -> lx.AbstractLinearOperator:
     """`c · op`, keeping a diagonal operator diagonal (diffrax then uses the cheap path)."""
     if isinstance(op, lx.DiagonalLinearOperator):

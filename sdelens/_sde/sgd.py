@@ -4,7 +4,7 @@ import jax.numpy as jnp
 
 from .._optimizers import SGD
 from .._problems import AbstractProblem
-from .base import AbstractParameterSDE, register_sde, scale_operator
+from .base import AbstractParameterSDE, register_sde, require_finite_variance, scale_operator
 
 
 @register_sde(SGD)
@@ -19,13 +19,7 @@ class SGDSDE(AbstractParameterSDE):
     problem: AbstractProblem
 
     def __check_init__(self):
-        noise = self.problem.noise
-        if not noise.has_finite_variance:
-            raise ValueError(
-                f"The SGD SDE does not exist for {type(noise).__name__} with infinite variance "
-                f"(df={float(getattr(noise, 'df', float('nan')))} <= 2): its diffusion needs the "
-                "noise covariance Σ. SignSGD's SDE exists for any df > 0: use sl.SignSGD."
-            )
+        require_finite_variance("SGD", self.problem.noise)
 
     def drift(self, t, y, args):
         return -self.problem.grad(y)
