@@ -8,6 +8,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -38,6 +39,32 @@ class AbstractProblem(eqx.Module):
     def stochastic_grad(self, x: Float[Array, " d"], key: PRNGKeyArray) -> Float[Array, " d"]:
         """One noisy gradient `∇f(x) + Z` (what the discrete optimizer sees)."""
         return self.grad(x) + self.noise.sample(key, x.shape)
+
+    # What the SDEs ask of the gradient noise at a point `x`. Additive noise does not depend on
+    # `x`; problems whose noise does (minibatch noise of a network) override these.
+
+    def noise_shape(self, x: Float[Array, " d"]) -> tuple[int, ...]:
+        """Shape of the Brownian motion that drives the gradient noise (`Σ^{1/2}` maps it to ℝᵈ)."""
+        return x.shape
+
+    def noise_cov_sqrt(self, x: Float[Array, " d"]) -> lx.AbstractLinearOperator:
+        """`Σ(x)^{1/2}`, a square root of the gradient-noise covariance at `x`."""
+        return self.noise.cov_sqrt(x.shape[0])
+
+    def noise_variance(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """`diag Σ(x)`, the per-coordinate gradient-noise variance (what `v` averages)."""
+        root = self.noise_cov_sqrt(x)
+        if isinstance(root, lx.DiagonalLinearOperator):
+            return root.diagonal**2
+        return jnp.sum(root.as_matrix() ** 2, axis=1)
+
+    def sign_mean(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """`E[sign g(x)]`, the SignSGD SDE's drift (up to sign)."""
+        return self.noise.sign_mean(self.grad(x))
+
+    def sign_cov_sqrt(self, x: Float[Array, " d"]) -> lx.AbstractLinearOperator:
+        """A square root of `Cov(sign g(x))`, the SignSGD SDE's `Σ̄^{1/2}`."""
+        return self.noise.sign_cov_sqrt(self.grad(x))
 
     def check_x0(self, x0) -> Float[Array, "n d"] | Float[Array, " d"]:
         """Validate a start point: shape `(d,)` or `(n, d)`, finite, matching the problem."""

@@ -23,7 +23,6 @@ from .._problems import AbstractProblem
 from .base import (
     AbstractOptimizerSDE,
     embed_noise,
-    noise_variance,
     register_sde,
     require_finite_variance,
 )
@@ -46,7 +45,7 @@ class AbstractAdaptiveSDE(AbstractOptimizerSDE):
 
     def rest_state(self, x):
         grad = self.problem.grad(x)
-        target = self.v_target(grad, noise_variance(self.problem.noise, x.shape[0]))
+        target = self.v_target(grad, self.problem.noise_variance(x))
         averages = [grad, target] if self.n_blocks == 3 else [target]
         return jnp.concatenate([x, *averages])
 
@@ -75,7 +74,7 @@ class AbstractRMSpropSDE(AbstractAdaptiveSDE):
     def _preconditioner(self, y):
         x, v = self.blocks(y)
         grad = self.problem.grad(x)
-        target = self.v_target(grad, noise_variance(self.problem.noise, x.shape[0]))
+        target = self.v_target(grad, self.problem.noise_variance(x))
         v_ahead = v + (1.0 - self.optimizer.beta) * (target - v)
         return x, v, grad, target, jnp.sqrt(jnp.clip(v_ahead, 0.0)) + self.optimizer.eps
 
@@ -86,7 +85,7 @@ class AbstractRMSpropSDE(AbstractAdaptiveSDE):
 
     def diffusion(self, t, y, args):
         x, _, _, _, p = self._preconditioner(y)
-        root = self.problem.noise.cov_sqrt(x.shape[0])
+        root = self.problem.noise_cov_sqrt(x)
         return embed_noise(root, [jnp.sqrt(self.lr) / p, None])
 
 
@@ -140,7 +139,7 @@ class AbstractAdamSDE(AbstractAdaptiveSDE):
         opt = self.optimizer
         x, m, v = self.blocks(y)
         grad = self.problem.grad(x)
-        target = self.v_target(grad, noise_variance(self.problem.noise, x.shape[0]))
+        target = self.v_target(grad, self.problem.noise_variance(x))
         iota1, iota2 = self._bias_corrections(t)
         v_ahead = v + (1.0 - opt.beta2) * (target - v)
         p = jnp.sqrt(jnp.clip(v_ahead, 0.0)) + opt.eps * jnp.sqrt(iota2)
@@ -156,7 +155,7 @@ class AbstractAdamSDE(AbstractAdaptiveSDE):
     def diffusion(self, t, y, args):
         x, _, _, _, _, factor = self._step_factor(t, y)
         rho1, _ = self._rhos()
-        root = self.problem.noise.cov_sqrt(x.shape[0])
+        root = self.problem.noise_cov_sqrt(x)
         m_kick = jnp.full_like(x, jnp.sqrt(self.lr) * rho1)
         # m_{k+1} already holds step k's noise, so x moves with it in the same step.
         return embed_noise(root, [-factor * self.lr * m_kick, m_kick, None])

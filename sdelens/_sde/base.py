@@ -44,9 +44,10 @@ class AbstractOptimizerSDE(eqx.Module):
         """The parameters `X` inside a state `Y`."""
 
     def brownian_shape(self, x0: Float[Array, " d"]) -> tuple[int, ...]:
-        """Shape of the driving Brownian motion `W`: one coordinate per parameter, since every
-        block of the state is driven by the same gradient noise (`embed_noise`)."""
-        return x0.shape
+        """Shape of the driving Brownian motion `W`: the gradient noise's (usually one
+        coordinate per parameter), since every block of the state is driven by the same
+        gradient noise (`embed_noise`)."""
+        return self.problem.noise_shape(x0)
 
     @abc.abstractmethod
     def rest_state(self, x: Float[Array, " d"]) -> Float[Array, " n"]:
@@ -106,34 +107,20 @@ def scale_operator(op: lx.AbstractLinearOperator, c) -> lx.AbstractLinearOperato
     return lx.MatrixLinearOperator(c * op.as_matrix())
 
 
-def noise_variance(noise, d: int) -> Float[Array, " d"]:
-    """`diag Σ`, the per-coordinate gradient-noise variance (what `v` averages)."""
-    root = noise.cov_sqrt(d)
-    if isinstance(root, lx.DiagonalLinearOperator):
-        return root.diagonal**2
-    return jnp.sum(root.as_matrix() ** 2, axis=1)
-
-
 def embed_noise(root: lx.AbstractLinearOperator, rows: list) -> lx.AbstractLinearOperator:
     """The diffusion of a stacked state `(x, m, v, ...)` driven by one gradient noise `Σ^{1/2} dW`.
 
     `rows[b]` is `None` (block `b` has no noise) or a `(d,)` vector `c` (block `b` receives
-    `diag(c) Σ^{1/2} dW`). Every block sees the same `dW` of shape `(d,)`: the noise of one
-    stochastic gradient moves `x` and `m` together. Diagonal noise stays elementwise (no
-    `(k d, d)` matrix is formed); correlated noise gives a dense operator.
+    `diag(c) Σ^{1/2} dW`). Every block sees the same `dW`: the noise of one stochastic gradient
+    moves `x` and `m` together. Only `root.mv` is used, so no `(k d, ·)` matrix is formed and a
+    matrix-free root (minibatch noise) stays matrix-free.
     """
-    if isinstance(root, lx.DiagonalLinearOperator):
-        diag = root.diagonal
 
-        def apply(dw):
-            kick = diag * dw
-            return jnp.concatenate([jnp.zeros_like(kick) if c is None else c * kick for c in rows])
+    def apply(dw):
+        kick = root.mv(dw)
+        return jnp.concatenate([jnp.zeros_like(kick) if c is None else c * kick for c in rows])
 
-        return lx.FunctionLinearOperator(apply, jax.ShapeDtypeStruct(diag.shape, diag.dtype))
-    mat = root.as_matrix()
-    return lx.MatrixLinearOperator(
-        jnp.concatenate([jnp.zeros_like(mat) if c is None else c[:, None] * mat for c in rows])
-    )
+    return lx.FunctionLinearOperator(apply, root.in_structure())
 
 
 class AbstractParameterSDE(AbstractOptimizerSDE):

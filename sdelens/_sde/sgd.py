@@ -25,4 +25,4 @@ class SGDSDE(AbstractParameterSDE):
         return -self.problem.grad(y)
 
     def diffusion(self, t, y, args):
-        return scale_operator(self.problem.noise.cov_sqrt(y.shape[0]), jnp.sqrt(self.lr))
+        return scale_operator(self.problem.noise_cov_sqrt(y), jnp.sqrt(self.lr))

@@ -21,9 +21,7 @@ class SignSGDSDE(AbstractParameterSDE):
     problem: AbstractProblem
 
     def drift(self, t, y, args):
-        return -self.problem.noise.sign_mean(self.problem.grad(y))
+        return -self.problem.sign_mean(y)
 
     def diffusion(self, t, y, args):
-        return scale_operator(
-            self.problem.noise.sign_cov_sqrt(self.problem.grad(y)), jnp.sqrt(self.lr)
-        )
+        return scale_operator(self.problem.sign_cov_sqrt(y), jnp.sqrt(self.lr))
