@@ -23,6 +23,7 @@ from ._optimizers import (
     SGD as SGD,
     AbstractOptimizer as AbstractOptimizer,
     Adam as Adam,
+    EntropySGD as EntropySGD,
     RMSprop as RMSprop,
     SignSGD as SignSGD,
 )
@@ -47,6 +48,7 @@ from ._sde import (
     AbstractOptimizerSDE as AbstractOptimizerSDE,
     AdamMalladiSDE as AdamMalladiSDE,
     AdamSDE as AdamSDE,
+    EntropySGDSDE as EntropySGDSDE,
     RMSpropMalladiSDE as RMSpropMalladiSDE,
     RMSpropSDE as RMSpropSDE,
     SignSGDSDE as SignSGDSDE,

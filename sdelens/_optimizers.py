@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import abc
+import math
+from typing import NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from . import _check
 
-__all__ = ["AbstractOptimizer", "SGD", "SignSGD", "RMSprop", "Adam"]
+__all__ = ["AbstractOptimizer", "SGD", "SignSGD", "RMSprop", "Adam", "EntropySGD"]
 
 
 class AbstractOptimizer(eqx.Module):
@@ -34,9 +37,16 @@ class AbstractOptimizer(eqx.Module):
         base = type(self).__name__.lower()
         return base + "w" if getattr(self, "weight_decay", 0.0) > 0 else base
 
-    def hyperparameters(self) -> dict[str, float]:
-        """The fields as plain floats, for manifests."""
-        return {k: float(v) for k, v in vars(self).items()}
+    def hyperparameters(self) -> dict[str, float | int | bool | str]:
+        """The fields as plain Python values, for manifests."""
+        return {
+            k: v if isinstance(v, bool | int | str) else float(v) for k, v in vars(self).items()
+        }
+
+    @property
+    @abc.abstractmethod
+    def grads_per_step(self) -> int:
+        """Stochastic-gradient evaluations per optimizer step (the compute-fair clock)."""
 
     @abc.abstractmethod
     def moments(self, opt_state) -> Float[Array, "k d"] | None:
@@ -61,6 +71,10 @@ class SGD(AbstractOptimizer):
     def to_optax(self) -> optax.GradientTransformation:
         return optax.sgd(self.lr)
 
+    @property
+    def grads_per_step(self) -> int:
+        return 1
+
     def moments(self, opt_state) -> None:
         return None
 
@@ -79,6 +93,10 @@ class SignSGD(AbstractOptimizer):
 
     def to_optax(self) -> optax.GradientTransformation:
         return optax.sign_sgd(self.lr)
+
+    @property
+    def grads_per_step(self) -> int:
+        return 1
 
     def moments(self, opt_state) -> None:
         return None
@@ -115,6 +133,10 @@ class RMSprop(AbstractOptimizer):
             optax.scale_by_learning_rate(self.lr),
         )
 
+    @property
+    def grads_per_step(self) -> int:
+        return 1
+
     def moments(self, opt_state):
         return opt_state[0].nu[None]
 
@@ -146,5 +168,139 @@ class Adam(AbstractOptimizer):
             optax.scale_by_learning_rate(self.lr),
         )
 
+    @property
+    def grads_per_step(self) -> int:
+        return 1
+
     def moments(self, opt_state):
         return jnp.stack([opt_state[0].mu, opt_state[0].nu])
+
+
+INNER_SAMPLERS = ("sgld", "sghmc")
+
+
+class EntropySGDState(NamedTuple):
+    """Entropy-SGD's state between outer steps (`x'` and `μ` restart from `x` every step)."""
+
+    count: Int[Array, ""]
+    velocity: Float[Array, " d"]
+
+
+class EntropySGD(AbstractOptimizer):
+    """Entropy-SGD (Chaudhari et al., ICLR 2017, Algorithm 1): gradient descent on the local
+    entropy, whose gradient is estimated by an inner Langevin chain.
+
+    One outer step from `x` (MATH.md §7), with `γₖ = γ (1 + scoping)ᵏ` at outer step `k`:
+
+        x' ← x,  μ ← x
+        repeat L = inner_steps times:   g' = stochastic gradient at x'
+            x' ← x' - η' (g' + γₖ (x' - x)) + √(2 η' T) ξ,   ξ ~ N(0, I)
+            μ  ← (1 - α) μ + α x'
+        x ← x - η γₖ (x - μ)
+
+    `-T ∇F(x) = γ (x - ⟨x'⟩)` is the gradient of the local-entropy loss, `⟨·⟩` under the Gibbs
+    measure `∝ exp(-(f(x') + γ/2 |x - x'|²)/T)`; `μ` is the chain's running estimate of `⟨x'⟩`.
+    `η` = `lr`, `η'` = `inner_lr`, `T` = `temperature` (0: no Langevin noise, the inner loop is
+    then gradient descent on the proximal problem), `α` = `alpha`.
+
+    **Variants** (never silent; the defaults are the paper's):
+
+    - `gamma_in_outer_step=False`: `x ← x - η (x - μ)`, as in the authors' code.
+    - `momentum`, `nesterov`: heavy-ball / Nesterov momentum on the outer direction (the
+      authors' code uses Nesterov momentum 0.9): `b ← m b + d`, step `d + m b` (Nesterov) or `b`.
+    - The paper writes the noise as `√η' ε ξ` (`T = ε²/2`); the authors' code uses `ε √(2η')`
+      (`T = ε²`) and `μ ← 0.75 μ + 0.25 x'`, which is `alpha=0.25` here. Their PyTorch code
+      never increments the scoping counter: `scoping=0`.
+    - `inner="sghmc"`: a friction-corrected SGHMC inner sampler (momentum `p`, friction
+      `c` = `friction`): `p ← (1 - c) p - η' ∇U + √(2 c η' T) ξ`, `x' ← x' + p`, with
+      `∇U = g' + γₖ (x' - x)`; it samples the same Gibbs measure.
+
+    **Cost.** Each outer step takes `L` stochastic gradients and none at `x`
+    (`grads_per_step = inner_steps`): compare with SGD per gradient evaluation.
+
+    `to_optax()` is an `optax.GradientTransformationExtraArgs` whose `update` needs two extra
+    keyword arguments: `grad_fn(x', key)` (one stochastic gradient) and `key` (the inner
+    chain's randomness); `run_optimizer` passes both. Parameters are a flat vector.
+    """
+
+    lr: float = eqx.field(converter=float)
+    gamma: float = eqx.field(converter=float)
+    inner_lr: float = eqx.field(converter=float)
+    inner_steps: int = eqx.field(static=True)
+    temperature: float = eqx.field(converter=float)
+    alpha: float = eqx.field(converter=float, default=0.75)
+    scoping: float = eqx.field(converter=float, default=0.0)
+    momentum: float = eqx.field(converter=float, default=0.0)
+    nesterov: bool = eqx.field(static=True, default=False)
+    gamma_in_outer_step: bool = eqx.field(static=True, default=True)
+    inner: str = eqx.field(static=True, default="sgld")
+    friction: float = eqx.field(converter=float, default=0.1)
+
+    def __check_init__(self):
+        _check.positive_finite("lr", self.lr)
+        _check.positive_finite("gamma", self.gamma)
+        _check.positive_finite("inner_lr", self.inner_lr)
+        _check.positive_int("inner_steps", self.inner_steps)
+        _check.positive_finite("temperature", self.temperature, allow_zero=True)
+        _check.in_interval("alpha", self.alpha, 0.0, 1.0, closed_high=True)
+        if _check.is_concrete(self.alpha) and self.alpha == 0.0:
+            raise ValueError("alpha=0.0 is invalid: allowed range is (0, 1].")
+        _check.positive_finite("scoping", self.scoping, allow_zero=True)
+        _check.in_interval("momentum", self.momentum, 0.0, 1.0)
+        _check.choice("inner", self.inner, INNER_SAMPLERS)
+        _check.in_interval("friction", self.friction, 0.0, 1.0, closed_high=True)
+        if _check.is_concrete(self.friction) and self.friction == 0.0:
+            raise ValueError("friction=0.0 is invalid: allowed range is (0, 1].")
+
+    @property
+    def grads_per_step(self) -> int:
+        return self.inner_steps
+
+    def moments(self, opt_state) -> None:
+        return None
+
+    def gamma_at(self, k) -> Float[Array, ""]:
+        """`γₖ = γ (1 + scoping)ᵏ`, the coupling at outer step `k` (scoping)."""
+        return self.gamma * (1.0 + self.scoping) ** k
+
+    def inner_chain(self, x, gamma, grad_fn, key) -> Float[Array, " d"]:
+        """`μ` after `L` inner steps from `x' = μ = x`: the estimate of `⟨x'⟩`."""
+        noise_std = math.sqrt(2.0 * self.inner_lr * self.temperature)
+        hmc_noise_std = math.sqrt(2.0 * self.friction * self.inner_lr * self.temperature)
+
+        def inner_step(carry, i):
+            xp, mu, p = carry
+            key_grad, key_noise = jax.random.split(jax.random.fold_in(key, i))
+            grad_u = grad_fn(xp, key_grad) + gamma * (xp - x)
+            xi = jax.random.normal(key_noise, xp.shape, xp.dtype)
+            if self.inner == "sgld":
+                xp = xp - self.inner_lr * grad_u + noise_std * xi
+            else:
+                p = (1.0 - self.friction) * p - self.inner_lr * grad_u + hmc_noise_std * xi
+                xp = xp + p
+            mu = (1.0 - self.alpha) * mu + self.alpha * xp
+            return (xp, mu, p), None
+
+        (_, mu, _), _ = jax.lax.scan(
+            inner_step, (x, x, jnp.zeros_like(x)), jnp.arange(self.inner_steps)
+        )
+        return mu
+
+    def to_optax(self) -> optax.GradientTransformationExtraArgs:
+        def init(params):
+            return EntropySGDState(jnp.zeros([], jnp.int32), jnp.zeros_like(params))
+
+        def update(updates, state, params=None, *, grad_fn=None, key=None, **extra_args):
+            if params is None or grad_fn is None or key is None:
+                raise ValueError(
+                    "Entropy-SGD's update needs params, grad_fn=(x, key) -> stochastic "
+                    "gradient and key= (run_optimizer passes them)."
+                )
+            gamma = self.gamma_at(state.count)
+            mu = self.inner_chain(params, gamma, grad_fn, key)
+            direction = (gamma if self.gamma_in_outer_step else 1.0) * (params - mu)
+            velocity = self.momentum * state.velocity + direction
+            step = direction + self.momentum * velocity if self.nesterov else velocity
+            return -self.lr * step, EntropySGDState(state.count + 1, velocity)
+
+        return optax.GradientTransformationExtraArgs(init, update)

@@ -216,7 +216,8 @@ def simulate(
 
 @eqx.filter_jit
 def _optimize_paths(opt, problem, x0s, keys, n_steps: int, save_every: int):
-    tx = opt.to_optax()
+    # Plain optimizers ignore the extra arguments; Entropy-SGD's inner chain needs them.
+    tx = optax.with_extra_args_support(opt.to_optax())
 
     def full_state(x, opt_state):
         """`(x, m, v, ...)` in the SDE's layout, or `x` for stateless optimizers."""
@@ -226,8 +227,11 @@ def _optimize_paths(opt, problem, x0s, keys, n_steps: int, save_every: int):
     def one_run(x0, key):
         def step(carry, k):
             x, state = carry
-            g = problem.stochastic_grad(x, jax.random.fold_in(key, k))
-            updates, state = tx.update(g, state, x)
+            key_k = jax.random.fold_in(key, k)
+            g = problem.stochastic_grad(x, key_k)
+            updates, state = tx.update(
+                g, state, x, grad_fn=problem.stochastic_grad, key=jax.random.fold_in(key_k, 1)
+            )
             return (optax.apply_updates(x, updates), state), None
 
         def block(carry, b):
@@ -260,7 +264,9 @@ def run_optimizer(
     """Run the discrete optimizer `opt.to_optax()` for `n_runs` independent runs.
 
     Step `k` of run `r` sees the stochastic gradient `prob.stochastic_grad(x, fold_in(key_r, k))`
-    (`∇f + Z`, `Z` from the problem's noise model). `lax.scan` over steps (an outer scan over
+    (`∇f + Z`, `Z` from the problem's noise model); Entropy-SGD's inner chain draws its own
+    `inner_steps` gradients from keys folded from `fold_in(key_r, k)`, and `Run.grad_evals`
+    counts them. `lax.scan` over steps (an outer scan over
     saves, so memory grows with the number of saves, not steps) under `vmap` over runs, one jit.
     Saves as `simulate`; times `t = k·lr` on the same clock. For stateful optimizers
     (RMSprop, Adam) `Run.state` holds `(x, m, v)` in the layout of their SDE's state.
@@ -278,4 +284,5 @@ def run_optimizer(
     outputs = run_ensemble(core, x0s, keys, **ensemble)
     steps = np.arange(0, n_steps + 1, save_every)
     config = _config(opt, prob, n_steps, n_runs, save_every, ensemble, {})
-    return _finish("optimizer", outputs, n_runs, steps, opt.lr, config, started, n_steps)
+    grad_evals = n_steps * opt.grads_per_step
+    return _finish("optimizer", outputs, n_runs, steps, opt.lr, config, started, grad_evals)

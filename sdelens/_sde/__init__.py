@@ -11,5 +11,6 @@ from .base import (
     sde_for as sde_for,
     stratonovich_correction as stratonovich_correction,
 )
+from .entropy import EntropySGDSDE as EntropySGDSDE
 from .sgd import SGDSDE as SGDSDE
 from .signsgd import SignSGDSDE as SignSGDSDE

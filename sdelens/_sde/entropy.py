@@ -1,0 +1,97 @@
+"""The continuous-time model of Entropy-SGD (Chaudhari et al. 2017; Deep Relaxation, Chaudhari,
+Oberman, Osher, Soatto & Carlier 2018)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import lineax as lx
+
+from .._optimizers import EntropySGD
+from .._problems import AbstractProblem
+from .base import AbstractOptimizerSDE, register_sde, require_finite_variance
+
+
+@register_sde(EntropySGD)
+class EntropySGDSDE(AbstractOptimizerSDE):
+    """Entropy-SGD as a two-timescale SDE on the optimizer's clock `t = k η` (MATH.md §7):
+
+        dX = -γ_out (X - Y) dt
+        dY = -(1/ε) (∇f(Y) + γ (Y - X)) dt + √(2T/ε) dW₁ + √(η'/ε) Σ(Y)^{1/2} dW₂
+
+    with `ε = η / (L η')`: one outer step (time `η`) holds `L` inner steps of size `η'`, so the
+    fast variable `Y` (the inner chain `x'`) runs `1/ε` times faster than `X`. `γ_out = γ` (the
+    paper) or 1 (`gamma_in_outer_step=False`), `γ` follows the scoping `γ (1 + scoping)^{t/η}`.
+    The `W₂` term is the inner chain's stochastic-gradient noise (`Σ` the problem's gradient-noise
+    covariance), `W₁` its Langevin noise. As `ε → 0`, `Y` equilibrates in the Gibbs measure
+    `∝ exp(-(f(y) + γ/2 |y - X|²)/T)` and `dX = -γ_out (X - ⟨Y⟩) dt = (γ_out/γ) T ∇F(X) dt`,
+    gradient ascent on the local entropy `F`.
+
+    Differences from the discrete optimizer, by construction of the model: `Y` is not restarted
+    at `X` every outer step, and `X` sees `Y` itself rather than the running average `μ`.
+    Momentum and the SGHMC inner sampler are not modelled (refused). The state is `(X, Y)`, both
+    starting at `x₀`. Integrate with `substeps ≥ inner_steps` so that the fast variable's steps
+    are no longer than the inner chain's.
+    """
+
+    optimizer: EntropySGD
+    problem: AbstractProblem
+
+    def __check_init__(self):
+        require_finite_variance("Entropy-SGD", self.problem.noise)
+        opt = self.optimizer
+        if opt.momentum != 0.0 or opt.inner != "sgld":
+            raise ValueError(
+                f"momentum={opt.momentum}, inner={opt.inner!r}: the continuous-time model of "
+                "Entropy-SGD covers momentum=0 with the SGLD inner chain only."
+            )
+
+    @property
+    def eps(self) -> float:
+        """`ε = η / (L η')`, the time-scale separation."""
+        opt = self.optimizer
+        return opt.lr / (opt.inner_steps * opt.inner_lr)
+
+    def _gammas(self, t):
+        opt = self.optimizer
+        gamma = opt.gamma_at(t / opt.lr)
+        return gamma, gamma if opt.gamma_in_outer_step else 1.0
+
+    def initial_state(self, x0):
+        return jnp.concatenate([x0, x0])
+
+    def parameters(self, y):
+        return y[: y.shape[0] // 2]
+
+    def rest_state(self, x):
+        return jnp.concatenate([x, x])
+
+    def brownian_shape(self, x0):
+        noise_size = math.prod(self.problem.noise_shape(x0))
+        return (x0.shape[0] + noise_size,)
+
+    def drift(self, t, y, args):
+        x, fast = jnp.split(y, 2)
+        gamma, gamma_out = self._gammas(t)
+        dx = -gamma_out * (x - fast)
+        dfast = -(self.problem.grad(fast) + gamma * (fast - x)) / self.eps
+        return jnp.concatenate([dx, dfast])
+
+    def diffusion(self, t, y, args):
+        x, fast = jnp.split(y, 2)
+        d = x.shape[0]
+        root = self.problem.noise_cov_sqrt(fast)
+        thermal = math.sqrt(2.0 * self.optimizer.temperature / self.eps)
+        gradient_noise = math.sqrt(self.optimizer.inner_lr / self.eps)
+
+        def apply(dw):
+            kick = thermal * dw[:d] + gradient_noise * root.mv(
+                dw[d:].reshape(root.in_structure().shape)
+            )
+            return jnp.concatenate([jnp.zeros_like(kick), kick])
+
+        return lx.FunctionLinearOperator(
+            apply, jax.ShapeDtypeStruct(self.brownian_shape(x), y.dtype)
+        )
