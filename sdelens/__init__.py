@@ -1,6 +1,6 @@
 """sdelens: optimizers through the lens of their stochastic differential equations."""
 
-from . import plot as plot
+from . import nn as nn, plot as plot
 from ._compare import Comparison as Comparison, compare as compare
 from ._ensemble import Histogram as Histogram, RunStats as RunStats
 from ._experiments import (
@@ -10,6 +10,12 @@ from ._experiments import (
     noise_sweep as noise_sweep,
     optimizer_vs_sde as optimizer_vs_sde,
     weight_decay_sweep as weight_decay_sweep,
+)
+from ._network import (
+    NETWORK_PROBLEMS as NETWORK_PROBLEMS,
+    MinibatchNoise as MinibatchNoise,
+    NetworkProblem as NetworkProblem,
+    network_problem as network_problem,
 )
 from ._noise import (
     AbstractNoise as AbstractNoise,

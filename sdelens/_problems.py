@@ -43,10 +43,6 @@ class AbstractProblem(eqx.Module):
     # What the SDEs ask of the gradient noise at a point `x`. Additive noise does not depend on
     # `x`; problems whose noise does (minibatch noise of a network) override these.
 
-    def noise_shape(self, x: Float[Array, " d"]) -> tuple[int, ...]:
-        """Shape of the Brownian motion that drives the gradient noise (`Σ^{1/2}` maps it to ℝᵈ)."""
-        return x.shape
-
     def noise_cov_sqrt(self, x: Float[Array, " d"]) -> lx.AbstractLinearOperator:
         """`Σ(x)^{1/2}`, a square root of the gradient-noise covariance at `x`."""
         return self.noise.cov_sqrt(x.shape[0])

@@ -44,10 +44,11 @@ class AbstractOptimizerSDE(eqx.Module):
         """The parameters `X` inside a state `Y`."""
 
     def brownian_shape(self, x0: Float[Array, " d"]) -> tuple[int, ...]:
-        """Shape of the driving Brownian motion `W`: the gradient noise's (usually one
-        coordinate per parameter), since every block of the state is driven by the same
-        gradient noise (`embed_noise`)."""
-        return self.problem.noise_shape(x0)
+        """Shape of the driving Brownian motion `W`: the input of the diffusion operator (one
+        coordinate per parameter for additive noise; one per training example for exact
+        minibatch noise). Found by tracing `diffusion` shapes only, no computation."""
+        operator = eqx.filter_eval_shape(self.diffusion, 0.0, self.initial_state(x0), None)
+        return operator.in_structure().shape
 
     @abc.abstractmethod
     def rest_state(self, x: Float[Array, " d"]) -> Float[Array, " n"]:
@@ -101,10 +102,13 @@ def require_finite_variance(sde_name: str, noise) -> None:
 
 
 def scale_operator(op: lx.AbstractLinearOperator, c) -> lx.AbstractLinearOperator:
-    """`c · op`, keeping a diagonal operator diagonal (diffrax then uses the cheap path)."""
+    """`c · op`, keeping a diagonal operator diagonal (diffrax then uses the cheap path) and a
+    matrix-free operator matrix-free."""
     if isinstance(op, lx.DiagonalLinearOperator):
         return lx.DiagonalLinearOperator(c * op.diagonal)
-    return lx.MatrixLinearOperator(c * op.as_matrix())
+    if isinstance(op, lx.MatrixLinearOperator):
+        return lx.MatrixLinearOperator(c * op.matrix)
+    return lx.FunctionLinearOperator(lambda w: c * op.mv(w), op.in_structure())
 
 
 def embed_noise(root: lx.AbstractLinearOperator, rows: list) -> lx.AbstractLinearOperator:

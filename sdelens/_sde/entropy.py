@@ -68,10 +68,6 @@ class EntropySGDSDE(AbstractOptimizerSDE):
     def rest_state(self, x):
         return jnp.concatenate([x, x])
 
-    def brownian_shape(self, x0):
-        noise_size = math.prod(self.problem.noise_shape(x0))
-        return (x0.shape[0] + noise_size,)
-
     def drift(self, t, y, args):
         x, fast = jnp.split(y, 2)
         gamma, gamma_out = self._gammas(t)
@@ -83,15 +79,14 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         x, fast = jnp.split(y, 2)
         d = x.shape[0]
         root = self.problem.noise_cov_sqrt(fast)
+        noise_shape = root.in_structure().shape
         thermal = math.sqrt(2.0 * self.optimizer.temperature / self.eps)
         gradient_noise = math.sqrt(self.optimizer.inner_lr / self.eps)
 
         def apply(dw):
-            kick = thermal * dw[:d] + gradient_noise * root.mv(
-                dw[d:].reshape(root.in_structure().shape)
-            )
+            kick = thermal * dw[:d] + gradient_noise * root.mv(dw[d:].reshape(noise_shape))
             return jnp.concatenate([jnp.zeros_like(kick), kick])
 
         return lx.FunctionLinearOperator(
-            apply, jax.ShapeDtypeStruct(self.brownian_shape(x), y.dtype)
+            apply, jax.ShapeDtypeStruct((d + math.prod(noise_shape),), y.dtype)
         )
