@@ -15,6 +15,7 @@ from ._network import (
     NETWORK_PROBLEMS as NETWORK_PROBLEMS,
     MinibatchNoise as MinibatchNoise,
     NetworkProblem as NetworkProblem,
+    evaluate as evaluate,
     network_problem as network_problem,
 )
 from ._noise import (

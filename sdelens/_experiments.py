@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _check
 from ._compare import Comparison, compare
+from ._network import NetworkProblem, evaluate
 from ._optimizers import AbstractOptimizer
 from ._problems import AbstractProblem
 from ._run import Run
@@ -57,9 +58,26 @@ class OptimizerVsSDE:
     comparison: Comparison
     theory: Stationary | None
 
+    def test_accuracy(self) -> dict[str, np.ndarray] | None:
+        """Network problems: test accuracy `(n_paths, S)` of the optimizer and SDE runs."""
+        if not isinstance(self.problem, NetworkProblem) or self.ref.x is None:
+            return None
+        return {
+            label: np.asarray(evaluate(self.problem, r)["accuracy"])
+            for label, r in (("optimizer", self.ref), ("SDE", self.run))
+        }
+
     def metrics(self, burn_in: float = 0.5) -> dict:
-        """`compare` metrics plus the stationary loss of both runs and of the theory."""
+        """`compare` metrics plus the stationary loss of both runs and of the theory (for
+        network problems the final test accuracy instead: training curves are not
+        stationary)."""
         out = self.comparison.metrics()
+        accuracy = self.test_accuracy()
+        if accuracy is not None:
+            out["final_test_accuracy"] = {
+                k.lower(): float(np.nanmean(v[:, -1])) for k, v in accuracy.items()
+            }
+            return out
         for name, r in (("optimizer", self.ref), ("sde", self.run)):
             if not r.diverged:
                 est = empirical_stationary(r, burn_in=burn_in)
@@ -74,7 +92,10 @@ class OptimizerVsSDE:
         from . import plot
 
         figs = {"trajectories": plot.trajectories(self.ref, self.run)}
-        if not self.ref.diverged and self.ref.x is not None:
+        accuracy = self.test_accuracy()
+        if accuracy is not None:
+            figs["test_accuracy"] = plot.curves(self.ref.ts, accuracy, ylabel="test accuracy")
+        elif not self.ref.diverged and self.ref.x is not None:
             figs["stationary"] = plot.stationary(self.ref, theory=self.theory)
         return figs
 
@@ -92,11 +113,16 @@ def optimizer_vs_sde(
     form: str = "default",
     keep: str = "paths",
     chunk_size: int | None = None,
+    substeps: int | None = None,
 ) -> OptimizerVsSDE:
     """Run `opt` and integrate its SDE (`form`) from `x0`, independent keys derived from `seed`.
 
-    `keep`, `chunk_size`: as in `simulate` (`keep="stats"` for very many paths).
+    `keep`, `chunk_size`, `substeps`: as in `simulate` (`keep="stats"` for very many paths);
+    `substeps` defaults to `opt.grads_per_step`, one SDE step per gradient evaluation (1 for
+    SGD, SignSGD, RMSprop and Adam; `inner_steps` for Entropy-SGD, whose fast variable moves
+    `inner_steps` times per outer step).
     """
+    substeps = opt.grads_per_step if substeps is None else substeps
     sde_for(opt, prob, form=form)  # a bad optimizer/form pair fails before any run
     key_opt, key_sde = jax.random.split(jax.random.key(seed))
     scale = {"keep": keep, "chunk_size": chunk_size}
@@ -113,6 +139,7 @@ def optimizer_vs_sde(
         save_every=save_every,
         solver=solver,
         form=form,
+        substeps=substeps,
         **scale,
     )
     return OptimizerVsSDE(opt, prob, ref, run, compare(ref, run), _try_stationary(opt, prob))

@@ -25,7 +25,13 @@ from ._noise import AbstractNoise, GaussianNoise
 from ._problems import AbstractProblem
 from .nn import Dataset, load_dataset, make_model
 
-__all__ = ["MinibatchNoise", "NetworkProblem", "network_problem", "NETWORK_PROBLEMS"]
+__all__ = [
+    "MinibatchNoise",
+    "NetworkProblem",
+    "network_problem",
+    "evaluate",
+    "NETWORK_PROBLEMS",
+]
 
 LOSSES = ("cross_entropy", "mse")
 COVARIANCES = ("exact", "diagonal")
@@ -288,3 +294,23 @@ def network_problem(
     model = make_model(model_name, data.n_classes, data.feature_shape, key=key, **model_kwargs)
     noise = GaussianNoise(0.01) if noise is None else noise
     return NetworkProblem(model, data, noise, loss=loss, name=name)
+
+
+@eqx.filter_jit
+def _evaluate_all(problem: NetworkProblem, xs, split: str):
+    per_save = jax.vmap(lambda x: problem.metrics(x, split))
+    return jax.lax.map(per_save, xs)  # one path at a time: memory O(saves), not O(paths)
+
+
+def evaluate(problem: NetworkProblem, run, split: str = "test") -> dict[str, Array]:
+    """Loss and accuracy of every path of `run` at every save on a split (`"test"` or
+    `"train"`): `{"loss": (n_paths, S), "accuracy": (n_paths, S)}`. Needs the paths
+    (`keep="paths"`). Non-finite paths give NaN."""
+    if not isinstance(problem, NetworkProblem):
+        raise ValueError(f"problem={type(problem).__name__} is invalid: a NetworkProblem.")
+    _check.choice("split", split, ("train", "test"))
+    if run.x is None:
+        raise ValueError("run kept statistics only (keep='stats'): evaluate needs the paths.")
+    loss, accuracy = _evaluate_all(problem, jnp.asarray(run.x), split)
+    finite = jnp.all(jnp.isfinite(jnp.asarray(run.x)), axis=-1)
+    return {"loss": loss, "accuracy": jnp.where(finite, accuracy, jnp.nan)}

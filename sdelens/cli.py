@@ -21,9 +21,17 @@ app = typer.Typer(
     add_completion=False,
 )
 
-OPTIMIZERS = ("sgd", "signsgd", "rmsprop", "rmspropw", "adam", "adamw")
+OPTIMIZERS = ("sgd", "signsgd", "rmsprop", "rmspropw", "adam", "adamw", "entropysgd")
 FORMS = ("default", "malladi")
-NOISES = ("gaussian", "student-t")
+NOISES = ("gaussian", "student-t", "minibatch")
+PROBLEMS = (
+    "quadratic",
+    "mlp-breast-cancer",
+    "mlp-digits",
+    "cnn-digits",
+    "resnet-digits",
+    "transformer-digits",
+)
 SOLVERS = ("euler", "milstein", "heun")
 
 
@@ -57,6 +65,10 @@ EPS = typer.Option(1e-8, help="RMSprop/Adam eps (outside the square root), >= 0.
 WEIGHT_DECAY = typer.Option(
     1.0, help="Decoupled weight decay theta of rmspropw/adamw (> 0); ignored by the others."
 )
+GAMMA = typer.Option(1.0, help="Entropy-SGD coupling gamma (> 0).")
+INNER_LR = typer.Option(0.02, help="Entropy-SGD inner (SGLD) step size (> 0).")
+INNER_STEPS = typer.Option(20, help="Entropy-SGD inner steps L (>= 1).")
+TEMPERATURE = typer.Option(0.01, help="Entropy-SGD temperature T (>= 0).")
 # Problem and run options shared by the commands.
 DIM = typer.Option(3, help="Dimension d of the quadratic.")
 COND = typer.Option(4.0, help="Curvatures h = linspace(1, cond, d).")
@@ -66,8 +78,18 @@ SEED = typer.Option(0, help="Random seed.")
 FORCE = typer.Option(False, help="Overwrite --out if it exists.")
 
 
-def _optimizer(name: str, lr: float, beta=0.99, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=1.0):
-    """The optimizer named on the command line; `rmspropw`/`adamw` take `weight_decay > 0`."""
+def _optimizer(
+    name: str,
+    lr: float,
+    beta=0.99,
+    beta1=0.9,
+    beta2=0.99,
+    eps=1e-8,
+    weight_decay=1.0,
+    entropy: dict | None = None,
+):
+    """The optimizer named on the command line; `rmspropw`/`adamw` take `weight_decay > 0`,
+    `entropysgd` the keywords in `entropy` (gamma, inner_lr, inner_steps, temperature)."""
     import sdelens as sl
 
     if name not in OPTIMIZERS:
@@ -77,6 +99,8 @@ def _optimizer(name: str, lr: float, beta=0.99, beta1=0.9, beta2=0.99, eps=1e-8,
             f"--weight-decay={weight_decay} is invalid for {name}: it must be > 0 "
             f"(use --optimizer {name[:-1]} for no weight decay)."
         )
+    if name == "entropysgd":
+        return sl.EntropySGD(lr=lr, **(entropy or {}))
     theta = weight_decay if name.endswith("w") else 0.0
     if name.startswith("rmsprop"):
         return sl.RMSprop(lr=lr, beta=beta, eps=eps, weight_decay=theta)
@@ -103,6 +127,28 @@ def _quadratic(dim: int, cond: float, noise: str, scale: float, df: float):
     else:
         raise ValueError(f"--noise={noise!r} is invalid: choose one of {', '.join(NOISES)}.")
     return sl.Quadratic(h=jnp.linspace(1.0, cond, dim), noise=model)
+
+
+def _problem(name, *, dim, cond, noise, scale, df, batch_size, covariance, seed):
+    """The quadratic (`_quadratic`) or a network problem of `sdelens.network_problem`, with
+    `scale` the Gaussian noise std (quadratic default 1, networks 0.01) or minibatch noise."""
+    import jax
+
+    import sdelens as sl
+
+    if name not in PROBLEMS:
+        raise ValueError(f"--problem={name!r} is invalid: choose one of {', '.join(PROBLEMS)}.")
+    if name == "quadratic":
+        if noise == "minibatch":
+            raise ValueError("--noise=minibatch needs a network --problem (it samples data).")
+        return _quadratic(dim, cond, noise, 1.0 if scale is None else scale, df)
+    if noise == "gaussian":
+        model = sl.GaussianNoise(0.01 if scale is None else scale)
+    elif noise == "minibatch":
+        model = sl.MinibatchNoise(batch_size, covariance=covariance)
+    else:
+        raise ValueError(f"--noise={noise!r} is invalid for networks: gaussian or minibatch.")
+    return sl.network_problem(name, model, key=jax.random.key(seed))
 
 
 def _solver(name: str):
@@ -251,17 +297,30 @@ def compare_cmd(
     beta2: float = BETA2,
     eps: float = EPS,
     weight_decay: float = WEIGHT_DECAY,
+    gamma: float = GAMMA,
+    inner_lr: float = INNER_LR,
+    inner_steps: int = INNER_STEPS,
+    temperature: float = TEMPERATURE,
     form: str = typer.Option("default", help=f"SDE form, one of: {', '.join(FORMS)}."),
+    problem: str = typer.Option("quadratic", help=f"One of: {', '.join(PROBLEMS)}."),
     dim: int = DIM,
     cond: float = COND,
     noise: str = NOISE,
     scale: float = typer.Option(
-        1.0, help="Noise scale; coordinate i gets scale * linspace(1, 2, d)[i]."
+        None,
+        help="Gaussian noise scale. Quadratic (default 1): coordinate i gets "
+        "scale * linspace(1, 2, d)[i]; networks (default 0.01): on the full-batch gradient.",
     ),
     df: float = DF,
-    x0: float = typer.Option(1.0, help="Start point: every coordinate equal to this."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
-    paths: int = typer.Option(1000, help="Paths (runs) per ensemble."),
+    batch_size: int = typer.Option(32, help="Minibatch size of --noise minibatch (networks)."),
+    covariance: str = typer.Option("exact", help="Minibatch noise in the SDE: exact or diagonal."),
+    x0: float = typer.Option(
+        1.0, help="Quadratic start point: every coordinate equal to this (networks: their init)."
+    ),
+    steps: int = typer.Option(None, help="Optimizer steps (quadratic 2000, networks 200)."),
+    paths: int = typer.Option(
+        None, help="Paths (runs) per ensemble (quadratic 1000, networks 16)."
+    ),
     seed: int = SEED,
     save_every: int = typer.Option(10, help="Save every n steps (must divide --steps)."),
     solver: str = typer.Option("euler", help=f"SDE solver, one of: {', '.join(SOLVERS)}."),
@@ -270,19 +329,39 @@ def compare_cmd(
     out: Path = typer.Option(Path("results/compare"), help="Results directory."),
     force: bool = FORCE,
 ) -> None:
-    """One optimizer vs its SDE on a quadratic: mean loss over time, stationary law, weak error."""
+    """One optimizer vs its SDE on a quadratic or a network: mean loss over time, stationary law
+    (quadratic) or test accuracy (networks), weak error."""
     config = _config("compare", locals())
     import jax.numpy as jnp
 
     import sdelens as sl
 
     _check_out(out, force)
-    opt = _optimizer(optimizer, lr, beta, beta1, beta2, eps, weight_decay)
-    prob = _quadratic(dim, cond, noise, scale, df)
+    entropy = {
+        "gamma": gamma,
+        "inner_lr": inner_lr,
+        "inner_steps": inner_steps,
+        "temperature": temperature,
+    }
+    opt = _optimizer(optimizer, lr, beta, beta1, beta2, eps, weight_decay, entropy)
+    prob = _problem(
+        problem,
+        dim=dim,
+        cond=cond,
+        noise=noise,
+        scale=scale,
+        df=df,
+        batch_size=batch_size,
+        covariance=covariance,
+        seed=seed,
+    )
+    network = problem != "quadratic"
+    steps = steps if steps is not None else (200 if network else 2000)
+    paths = paths if paths is not None else (16 if network else 1000)
     both = _run_compare(
         opt,
         prob,
-        jnp.full((dim,), x0),
+        prob.x0 if network else jnp.full((dim,), x0),
         steps=steps,
         paths=paths,
         seed=seed,
@@ -294,7 +373,7 @@ def compare_cmd(
     )
     metrics = both.metrics()
     figures = both.figures()
-    if optimizer == "signsgd" and keep == "paths":
+    if optimizer == "signsgd" and keep == "paths" and not network:
         figures["phases"] = sl.plot.phases(both.ref, prob.noise, prob)
     sl.save(
         out,

@@ -21,6 +21,7 @@ from ._run import Run
 
 __all__ = [
     "trajectories",
+    "curves",
     "stationary",
     "noise_scaling",
     "phases",
@@ -56,6 +57,25 @@ def _mark_divergence(ax, run: Run, label: str, colour):
             lw=1.2,
             label=f"{label} diverged at step {run.first_bad_step}",
         )
+
+
+def curves(ts, values: dict, *, ylabel: str, ax=None, xlabel: str = "t = k·η"):
+    """Mean over paths of per-path curves (`values[label]`: `(n_paths, S)`) with ±2 standard
+    error bands, e.g. the test accuracy of optimizer and SDE runs (`sdelens.evaluate`).
+    Non-finite paths are left out of the mean."""
+    fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
+    ts = np.asarray(ts)
+    for i, (label, arr) in enumerate(values.items()):
+        arr = np.asarray(arr, dtype=float)
+        n = np.sum(np.isfinite(arr), axis=0)
+        mean = np.nanmean(arr, axis=0)
+        se = np.nanstd(arr, axis=0) / np.sqrt(np.maximum(n, 1))
+        _band(ax, ts, mean, se, label, f"C{i}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 def trajectories(

@@ -143,3 +143,24 @@ def test_minibatch_sde_tracks_sgd(small):
     assert sl.compare(ref, run).max_rel_mean_loss_error < 0.02
     loss, accuracy = small.metrics(run.x[0, -1])
     assert accuracy > 0.9 and loss < 0.3
+
+
+def test_evaluate_and_cli_network_compare(tmp_path):
+    from typer.testing import CliRunner
+
+    from sdelens.cli import app
+
+    out = tmp_path / "net"
+    args = ["compare", "--problem", "mlp-breast-cancer", "--optimizer", "signsgd", "--lr", "0.002"]
+    args += ["--steps", "40", "--paths", "4", "--save-every", "20", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    import json
+
+    accuracy = json.loads((out / "summary.json").read_text())["metrics"]["final_test_accuracy"]
+    assert 0.85 < accuracy["optimizer"] <= 1.0 and 0.85 < accuracy["sde"] <= 1.0
+    assert (out / "test_accuracy.png").is_file()
+    bad = CliRunner().invoke(app, ["compare", "--problem", "vgg-cifar", "--out", str(out / "x")])
+    assert bad.exit_code == 2 and "--problem='vgg-cifar'" in bad.output
+    bad = CliRunner().invoke(app, ["compare", "--noise", "minibatch", "--out", str(out / "y")])
+    assert bad.exit_code == 2 and "network --problem" in bad.output
