@@ -1,6 +1,6 @@
 """sdelens: optimizers through the lens of their stochastic differential equations."""
 
-from . import nn as nn, plot as plot
+from . import flatness as flatness, nn as nn, plot as plot
 from ._compare import Comparison as Comparison, compare as compare
 from ._ensemble import Histogram as Histogram, RunStats as RunStats
 from ._experiments import (

@@ -277,6 +277,7 @@ def network_problem(
     key: PRNGKeyArray | None = None,
     loss: str = "cross_entropy",
     data: Dataset | None = None,
+    train_size: int | None = None,
     **model_kwargs,
 ) -> NetworkProblem:
     """A ready-made network problem: `"mlp-breast-cancer"`, `"mlp-digits"`, `"cnn-digits"`,
@@ -284,12 +285,13 @@ def network_problem(
 
     `noise` defaults to `GaussianNoise(0.01)` (Compagnoni et al.'s synthetic noise); `key`
     initialises the model (default `jax.random.key(0)`). `data` replaces the bundled dataset
-    (e.g. `sdelens.nn.load_npz(...)`; images must then match the model).
+    (e.g. `sdelens.nn.load_npz(...)`; images must then match the model). `train_size` keeps
+    only that many training examples of the bundled dataset (`sdelens.nn.load_dataset`).
     """
     _check.choice("problem", name, tuple(NETWORK_PROBLEMS))
     model_name, dataset_name, images = NETWORK_PROBLEMS[name]
     if data is None:
-        data = load_dataset(dataset_name, image=images)
+        data = load_dataset(dataset_name, image=images, train_size=train_size)
     key = jax.random.key(0) if key is None else key
     model = make_model(model_name, data.n_classes, data.feature_shape, key=key, **model_kwargs)
     noise = GaussianNoise(0.01) if noise is None else noise

@@ -66,12 +66,21 @@ class Dataset(eqx.Module):
         return self.x_train.shape[0]
 
 
-def _split_standardise(x, y, n_classes, name, test_fraction, seed, image_shape=None) -> Dataset:
+def _split_standardise(
+    x, y, n_classes, name, test_fraction, seed, image_shape=None, train_size=None
+) -> Dataset:
     _check.in_interval("test_fraction", test_fraction, 0.0, 1.0)
     n = x.shape[0]
     order = np.random.RandomState(seed).permutation(n)
     n_test = int(round(test_fraction * n))
     test, train = order[:n_test], order[n_test:]
+    if train_size is not None:
+        _check.positive_int("train_size", train_size)
+        if train_size > train.size:
+            raise ValueError(
+                f"train_size={train_size} is invalid: the training split has {train.size} examples."
+            )
+        train = train[:train_size]
     if train.size == 0:
         raise ValueError(f"test_fraction={test_fraction} leaves no training example (n={n}).")
     x = x.reshape(n, -1).astype(np.float64)
@@ -94,7 +103,12 @@ def _split_standardise(x, y, n_classes, name, test_fraction, seed, image_shape=N
 
 
 def load_dataset(
-    name: str, *, test_fraction: float = 0.2, seed: int = 0, image: bool = False
+    name: str,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    image: bool = False,
+    train_size: int | None = None,
 ) -> Dataset:
     """A dataset bundled with scikit-learn, split by a seeded permutation and standardised with
     the training mean and standard deviation.
@@ -102,6 +116,9 @@ def load_dataset(
     - `"breast-cancer"`: 569 examples, 30 features, 2 classes.
     - `"digits"`: 1797 8×8 images, 10 classes; `image=True` gives `(1, 8, 8)` channels-first
       images standardised by one global mean and std, else 64 per-feature standardised values.
+
+    `train_size` keeps only the first `train_size` training examples (a smaller full batch:
+    quicker experiments on a CPU); the test set is unchanged.
     """
     from sklearn import datasets  # imported here: only the loaders need scikit-learn
 
@@ -110,10 +127,14 @@ def load_dataset(
         if image:
             raise ValueError("image=True is invalid for 'breast-cancer': it has no images.")
         bunch = datasets.load_breast_cancer()
-        return _split_standardise(bunch.data, bunch.target, 2, name, test_fraction, seed)
+        return _split_standardise(
+            bunch.data, bunch.target, 2, name, test_fraction, seed, train_size=train_size
+        )
     bunch = datasets.load_digits()
     shape = (1, 8, 8) if image else None
-    return _split_standardise(bunch.data, bunch.target, 10, name, test_fraction, seed, shape)
+    return _split_standardise(
+        bunch.data, bunch.target, 10, name, test_fraction, seed, shape, train_size
+    )
 
 
 def load_npz(

@@ -1,0 +1,181 @@
+"""Entropy-SGD (optimizer and continuous-time model) and the flatness tools."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sdelens as sl
+from sdelens import flatness
+
+
+@pytest.fixture(scope="module", autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def tiny_network_loss():
+    """A 2-layer tanh network on fixed random data, d = 3*8 + 8 + 8 + 1 = 41 parameters."""
+    a = jax.random.normal(jax.random.key(0), (40, 3))
+    y = jnp.sin(a[:, 0]) + 0.5 * a[:, 1]
+
+    def loss(p):
+        w1, b1, w2, b2 = p[:24].reshape(3, 8), p[24:32], p[32:40], p[40]
+        return jnp.mean((jnp.tanh(a @ w1 + b1) @ w2 + b2 - y) ** 2)
+
+    return loss, 0.5 * jax.random.normal(jax.random.key(1), (41,))
+
+
+def test_hvp_lanczos_trace_density_match_dense_hessian():
+    loss, x = tiny_network_loss()
+    dense = flatness.dense_hessian(loss, x)
+    exact = np.linalg.eigvalsh(np.asarray(dense))
+    v = jax.random.normal(jax.random.key(2), x.shape)
+    np.testing.assert_allclose(flatness.hvp(loss, x, v), dense @ v, rtol=1e-10, atol=1e-12)
+    top, vectors = flatness.top_eigenvalues(loss, x, 5, jax.random.key(3))
+    np.testing.assert_allclose(top, exact[::-1][:5], rtol=1e-6)
+    np.testing.assert_allclose(dense @ vectors[:, 0], top[0] * vectors[:, 0], atol=1e-6)
+    trace, se = flatness.hutchinson_trace(loss, x, jax.random.key(4), n_probes=400)
+    assert abs(trace - exact.sum()) < 4 * se
+    # Rademacher probes: Var(zᵀHz) = 2 (‖H‖_F² - Σ Hᵢᵢ²)
+    off_diagonal = np.sum(np.asarray(dense) ** 2) - np.sum(np.diag(np.asarray(dense)) ** 2)
+    np.testing.assert_allclose(se, np.sqrt(2 * off_diagonal / 400), rtol=0.2)
+    sd = flatness.spectral_density(loss, x, jax.random.key(5), n_probes=8, n_iter=41)
+    mass = float(jnp.sum(sd.density) * (sd.grid[1] - sd.grid[0]))
+    assert abs(mass - 1.0) < 0.02
+    # each probe's quadrature mean is qᵀHq for its unit start vector q: E = tr(H)/d
+    per_probe = np.asarray(jnp.sum(sd.nodes * sd.weights, 1))
+    assert abs(per_probe.mean() - exact.mean()) < 4 * per_probe.std(ddof=1) / np.sqrt(8)
+
+
+@pytest.mark.parametrize("h", [jnp.array([2.0]), jnp.array([0.5, 3.0])], ids=["1d", "2d"])
+def test_local_entropy_of_a_quadratic_has_curvature_h_gamma_over_h_plus_gamma(h):
+    gamma, temperature = 1.5, 0.2
+    loss = lambda x: 0.5 * jnp.sum(h * x**2)  # noqa: E731
+    x1, x2 = jnp.full(h.shape, 0.3), jnp.full(h.shape, -0.7)
+    curvature = h * gamma / (h + gamma)
+    want = 0.5 * jnp.sum(curvature * (x2**2 - x1**2))
+    for method in (flatness.local_entropy_laplace, flatness.local_entropy_integral):
+        got = method(loss, x2, gamma, temperature) - method(loss, x1, gamma, temperature)
+        np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=method.__name__)
+    est = flatness.local_entropy_langevin(
+        loss, x2, gamma, temperature, jax.random.key(0), n_steps=4000, step_size=2e-3
+    )
+    bias = 2e-3 * (h + gamma) * jnp.abs(curvature * x2)  # O(η') SGLD bias
+    assert np.all(np.abs(est.grad - curvature * x2) < 4 * gamma * est.std_error + bias)
+    # the chain samples the Gibbs measure: Var x' = T/(h + γ). Standard error of the pooled
+    # variance: √(2 τ / n) relative, τ = 2/(η'(h + γ)) the integrated autocorrelation time.
+    tau = 2.0 / (2e-3 * (h + gamma))
+    rel_se = np.sqrt(2 * tau / (3500 * 64))
+    assert np.all(np.abs(est.variance / (temperature / (h + gamma)) - 1) < 4 * rel_se + 0.01)
+
+
+def test_local_entropy_prefers_wide_minimum_only_at_high_temperature():
+    """f has a narrow deep minimum at -1 (depth 1, width 0.05) and a wide shallow one at +1.5
+    (depth 0.8, width 0.5), γ = 1. At small T local entropy keeps the deeper one; at larger T the
+    log-det penalty on the narrow minimum wins. Smoothing at the same width T/γ also flips."""
+
+    def loss(x):
+        narrow = jnp.exp(-0.5 * ((x[0] + 1.0) / 0.05) ** 2)
+        wide = 0.8 * jnp.exp(-0.5 * ((x[0] - 1.5) / 0.5) ** 2)
+        return -(narrow + wide)
+
+    narrow, wide, gamma = jnp.array([-1.0]), jnp.array([1.5]), 1.0
+
+    def prefers_wide(temperature):
+        f = lambda x: flatness.local_entropy_integral(loss, x, gamma, temperature)  # noqa: E731
+        return bool(f(wide) < f(narrow))
+
+    # log-det penalty (T/2) log(1 + l/γ): l = 400 (narrow), 3.2 (wide); flips near T = 0.09
+    assert not prefers_wide(0.002) and not prefers_wide(0.05) and prefers_wide(0.15)
+    width = jnp.sqrt(0.15 / gamma)
+    smooth = [flatness.smoothed_loss_integral(loss, x, width) for x in (narrow, wide)]
+    assert smooth[1] < smooth[0]
+
+
+def test_smoothed_loss_of_a_quadratic():
+    h, width = jnp.array([2.0, 0.5]), 0.3
+    loss = lambda x: 0.5 * jnp.sum(h * x**2)  # noqa: E731
+    x = jnp.array([0.4, -1.0])
+    value, se, grad = flatness.smoothed_loss(loss, x, width, jax.random.key(0), n_samples=4000)
+    want = 0.5 * jnp.sum(h * (x**2 + width**2))
+    assert abs(value - want) < 4 * se
+    np.testing.assert_allclose(grad, h * x, rtol=1e-10)  # antithetic pairs cancel exactly
+    np.testing.assert_allclose(flatness.smoothed_loss_integral(loss, x, width), want, rtol=1e-5)
+
+
+def test_entropy_sgd_outer_step_is_lr_gamma_x_minus_gibbs_mean():
+    """Large L, small α: μ ≈ ⟨x'⟩ = γ x/(h + γ), so x₁ = x₀ - η γ (x₀ - ⟨x'⟩)."""
+    h, gamma, lr = jnp.array([1.0, 3.0]), 2.0, 0.1
+    prob = sl.Quadratic(h=h, noise=sl.GaussianNoise(0.1))
+    opt = sl.EntropySGD(
+        lr=lr, gamma=gamma, inner_lr=0.01, inner_steps=3000, temperature=0.05, alpha=0.002
+    )
+    x0 = jnp.array([1.0, -2.0])
+    run = sl.run_optimizer(opt, prob, x0, n_steps=1, n_runs=400, key=jax.random.key(0))
+    step = run.x[:, 1] - x0
+    want = -lr * gamma * (x0 - gamma * x0 / (h + gamma))
+    se = step.std(0) / np.sqrt(400)
+    bias = 0.01 * (h + gamma) * np.abs(want)  # SGLD step-size bias of ⟨x'⟩
+    assert np.all(np.abs(step.mean(0) - want) < 4 * se + bias), (step.mean(0), want)
+    assert run.grad_evals == 3000
+
+
+def test_entropy_sgd_converges_and_sde_tracks_it():
+    h = jnp.array([1.0, 4.0])
+    prob = sl.Quadratic(h=h, noise=sl.GaussianNoise(0.05))
+    opt = sl.EntropySGD(lr=0.1, gamma=1.0, inner_lr=0.05, inner_steps=50, temperature=0.01)
+    x0 = jnp.array([2.0, 2.0])
+    both = sl.optimizer_vs_sde(opt, prob, x0, n_steps=60, n_paths=300, save_every=6)
+    mean_opt, mean_sde = both.ref.x.mean(0), both.run.x.mean(0)
+    assert both.ref.loss.mean(0)[-1] < 0.01 * both.ref.loss.mean(0)[0]
+    # both relax at rate γ h/(h + γ) per unit time once the inner chain has equilibrated
+    theory = x0 * np.exp(-(1.0 * h / (h + 1.0)) * both.ref.ts[:, None])
+    # O(lr) apart: the outer step contracts by 1 - η γh/(h+γ) where the flow has exp(-η γh/(h+γ))
+    assert np.max(np.abs(mean_opt - mean_sde)) < 0.05 * 2.0
+    assert np.max(np.abs(mean_sde - theory)) < 0.05 * 2.0
+    with pytest.raises(ValueError, match="momentum"):
+        sl.sde_for(sl.EntropySGD(0.5, 1.0, 0.05, 5, 0.01, momentum=0.9), prob)
+
+
+def test_entropy_sgd_sghmc_and_variants_run():
+    prob = sl.Quadratic(h=jnp.array([1.0, 2.0]), noise=sl.GaussianNoise(0.1))
+    x0 = jnp.array([1.0, 1.0])
+    for opt in (
+        sl.EntropySGD(0.5, 1.0, 0.05, 20, 0.01, inner="sghmc", friction=0.2),
+        sl.EntropySGD(0.5, 1.0, 0.05, 20, 0.01, momentum=0.9, nesterov=True, alpha=0.25),
+        sl.EntropySGD(0.5, 1.0, 0.05, 20, 0.0, scoping=0.01, gamma_in_outer_step=False),
+    ):
+        run = sl.run_optimizer(opt, prob, x0, n_steps=40, n_runs=50, key=jax.random.key(0))
+        assert run.loss.mean(0)[-1] < 0.05 * run.loss.mean(0)[0], opt
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"gamma": 0.0}, "gamma"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"inner_lr": 0.0}, "inner_lr"),
+        ({"lr": -0.1}, "lr"),
+        ({"inner_steps": 0}, "inner_steps"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"inner": "hmc"}, "inner"),
+    ],
+)
+def test_entropy_sgd_bad_input(kwargs, name):
+    base = {"lr": 0.5, "gamma": 1.0, "inner_lr": 0.02, "inner_steps": 5, "temperature": 0.1}
+    with pytest.raises(ValueError, match=name):
+        sl.EntropySGD(**{**base, **kwargs})
+
+
+def test_flatness_bad_input():
+    loss = lambda x: jnp.sum(x**2)  # noqa: E731
+    x = jnp.ones(3)
+    with pytest.raises(ValueError, match="gamma"):
+        flatness.local_entropy_laplace(loss, x, -1.0, 0.1)
+    with pytest.raises(ValueError, match="d <= 2"):
+        flatness.local_entropy_integral(loss, x, 1.0, 0.1)
+    with pytest.raises(ValueError, match="n_iter=4"):
+        flatness.lanczos(loss, x, 4, jax.random.key(0))
