@@ -37,6 +37,7 @@ bench: $(VENV)/.installed $(PEERS)/bin/python
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/vs_torchsde.py
 	$(BIN)/python benchmarks/grid.py
+	cd benchmarks && ../$(BIN)/python networks.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
