@@ -3,6 +3,16 @@
 from . import flatness as flatness, nn as nn, plot as plot
 from ._compare import Comparison as Comparison, compare as compare
 from ._ensemble import Histogram as Histogram, RunStats as RunStats
+from ._entropy_study import (
+    ComputeFair as ComputeFair,
+    HessianSpectrum as HessianSpectrum,
+    Preference as Preference,
+    Sensitivity as Sensitivity,
+    compute_fair as compute_fair,
+    hessian_spectrum as hessian_spectrum,
+    minimum_preference as minimum_preference,
+    sensitivity as sensitivity,
+)
 from ._experiments import (
     OptimizerVsSDE as OptimizerVsSDE,
     Sweep as Sweep,

@@ -30,6 +30,7 @@ __all__ = [
     "local_entropy_integral",
     "smoothed_loss",
     "smoothed_loss_integral",
+    "two_minima",
 ]
 
 Loss = Callable[[Float[Array, " d"]], Float[Array, ""]]
@@ -233,13 +234,16 @@ def local_entropy_langevin(
 def local_entropy_laplace(
     loss: Loss, x: Float[Array, " d"], gamma: float, temperature: float, newton_steps: int = 20
 ) -> Float[Array, ""]:
-    """The local-entropy loss `-T F(x; γ, T)` by Laplace's method around the minimiser `x̂` of
+    """The local-entropy loss by Laplace's method around the minimiser `x̂` of
     `f(x') + γ/2 |x - x'|²` (found by damped Newton steps from `x`, dense Hessian: small `d`):
 
-    `-T F ≈ f(x̂) + γ/2 |x - x̂|² + (T/2) log det(∇²f(x̂) + γ I) - (d T/2) log(2πT)`.
+    `u(x) ≈ f(x̂) + γ/2 |x - x̂|² + (T/2) log det(I + ∇²f(x̂)/γ)`.
 
-    Exact for quadratics; near a minimum with Hessian eigenvalues `lᵢ` it is
-    `f* + (T/2) Σ log(1 + lᵢ/γ) + const` (MATH.md §7): a log-det penalty on sharpness."""
+    `u = -T log E[exp(-f(x')/T)]`, `x' ~ N(x, (T/γ) I)`, is `-T F(x; γ, T)` up to the constant
+    `(dT/2) log(2πT/γ)` that makes `u = f` for constant `f` (MATH.md §7: `u = -T log(G *
+    e^{-f/T})`), so it compares directly with `f` and with the smoothed loss. Exact for
+    quadratics; near a minimum with Hessian eigenvalues `lᵢ` it is
+    `f* + (T/2) Σ log(1 + lᵢ/γ)`: a log-det penalty on sharpness."""
     _check_entropy(gamma, temperature)
     d = x.shape[0]
 
@@ -253,8 +257,8 @@ def local_entropy_laplace(
         return xp - jnp.linalg.solve(h + shift * jnp.eye(d), jax.grad(inner)(xp)), None
 
     x_hat, _ = jax.lax.scan(newton, x, None, length=newton_steps)
-    _, logdet = jnp.linalg.slogdet(jax.hessian(loss)(x_hat) + gamma * jnp.eye(d))
-    return inner(x_hat) + 0.5 * temperature * (logdet - d * jnp.log(2 * jnp.pi * temperature))
+    _, logdet = jnp.linalg.slogdet(jnp.eye(d) + jax.hessian(loss)(x_hat) / gamma)
+    return inner(x_hat) + 0.5 * temperature * logdet
 
 
 def _grid(x, half_width, n):
@@ -276,15 +280,18 @@ def local_entropy_integral(
     n: int = 801,
     half_width: float | None = None,
 ) -> Float[Array, ""]:
-    """The local-entropy loss `-T F(x) = -T log ∫ exp(-f(x')/T - γ/(2T)|x - x'|²) dx'` by
-    quadrature on a grid (`d ≤ 2`, log-sum-exp for stability); the grid spans
-    `± half_width` (default `8 √(T/γ)`, where the Gaussian factor is below `e^{-32}`)."""
+    """The local-entropy loss `u(x) = -T log E[exp(-f(x')/T)]`, `x' ~ N(x, (T/γ) I)` (`-T F`
+    normalised as in `local_entropy_laplace`) by quadrature on a grid (`d ≤ 2`, log-sum-exp
+    for stability). The grid spans `± half_width` around `x` (default `8 √(T/γ)`, where the
+    Gaussian factor is below `e^{-32}`). A much deeper well just outside that window can still
+    dominate (`e^{-f/T}` is large): on a landscape, pass a `half_width` that covers it."""
     _check_entropy(gamma, temperature)
     _low_dimension(x, "local_entropy_integral")
     half_width = 8.0 * math.sqrt(temperature / gamma) if half_width is None else half_width
     pts, cell = _grid(x, half_width, n if x.shape[0] == 1 else min(n, 301))
     log_w = -(jax.vmap(loss)(pts) + 0.5 * gamma * jnp.sum((pts - x) ** 2, -1)) / temperature
-    return -temperature * (jax.scipy.special.logsumexp(log_w) + jnp.log(cell))
+    log_normaliser = 0.5 * x.shape[0] * jnp.log(gamma / (2 * jnp.pi * temperature))
+    return -temperature * (jax.scipy.special.logsumexp(log_w) + jnp.log(cell) + log_normaliser)
 
 
 # -- Gaussian smoothing -----------------------------------------------------------------------
@@ -322,3 +329,24 @@ def smoothed_loss_integral(
     weights = weights / jnp.sum(weights)
     del cell  # normalised weights: the cell volume cancels
     return jnp.sum(weights * jax.vmap(loss)(pts))
+
+
+def two_minima(dim: int = 1):
+    """A landscape with a **narrow deep** minimum and a **wide shallow** one:
+    `f(x) = -exp(-|x - n|²/(2·0.05²)) - 0.8 exp(-|x - w|²/(2·0.5²))`, `n = -1`, `w = 1.5` on the
+    first axis (`dim` 1 or 2). Hessians `≈ 400 I` and `3.2 I`. Returns `(loss, narrow, wide)`.
+
+    With `γ = 1` the local-entropy loss prefers the narrow minimum below `T ≈ 0.09` (its
+    log-det penalty `(T/2) log(1 + l/γ)` then loses to the depth difference 0.2) and the wide
+    one above it."""
+    if dim not in (1, 2):
+        raise ValueError(f"dim={dim!r} is invalid: 1 or 2.")
+    narrow = jnp.zeros(dim).at[0].set(-1.0)
+    wide = jnp.zeros(dim).at[0].set(1.5)
+
+    def loss(x):
+        deep = jnp.exp(-0.5 * jnp.sum((x - narrow) ** 2) / 0.05**2)
+        shallow = 0.8 * jnp.exp(-0.5 * jnp.sum((x - wide) ** 2) / 0.5**2)
+        return -(deep + shallow)
+
+    return loss, narrow, wide

@@ -29,6 +29,11 @@ __all__ = [
     "weak_order",
     "state_covariance",
     "covariance_ellipse",
+    "compute_fair",
+    "sensitivity",
+    "hessian_spectra",
+    "preference",
+    "landscape",
 ]
 
 _PHASE_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c")
@@ -360,4 +365,142 @@ def state_covariance(theory, run: Run | None = None, *, burn_in: float = 0.5, na
         ax.set_yticks(range(n), names, fontsize=7)
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=list(axes[0]), label="correlation")
+    return fig
+
+
+def compute_fair(result, *, x: str = "grad_evals", y: str = "loss", ax=None):
+    """Mean train loss (`y="loss"`) or test accuracy (`y="accuracy"`) of each optimizer of a
+    `compute_fair` result against gradient evaluations (`x="grad_evals"`), effective epochs
+    (`"epochs"`) or wall-clock seconds (`"seconds"`), ±2 standard errors."""
+    axes_x = {
+        "grad_evals": "gradient evaluations",
+        "epochs": "effective epochs",
+        "seconds": "seconds (compilation excluded)",
+    }
+    if x not in axes_x:
+        raise ValueError(f"x={x!r} is invalid: choose one of {', '.join(map(repr, axes_x))}.")
+    if y not in ("loss", "accuracy"):
+        raise ValueError(f"y={y!r} is invalid: 'loss' or 'accuracy'.")
+    if y == "accuracy" and result.accuracy is None:
+        raise ValueError("y='accuracy' needs a network problem (test accuracy).")
+    fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
+    xs = {"grad_evals": result.grad_evals, "epochs": result.epochs, "seconds": result.seconds}[x]
+    for i, (name, run) in enumerate(result.runs.items()):
+        values = np.asarray(run.loss if y == "loss" else result.accuracy[name], dtype=float)
+        n = np.maximum(np.sum(np.isfinite(values), 0), 1)
+        mean = np.nanmean(values, 0)
+        _band(
+            ax, np.asarray(xs[name], float), mean, np.nanstd(values, 0) / np.sqrt(n), name, f"C{i}"
+        )
+        _mark_divergence(ax, run, name, f"C{i}")
+    if y == "loss":
+        ax.set_yscale("log")
+    ax.set_xlabel(axes_x[x])
+    ax.set_ylabel("train loss" if y == "loss" else "test accuracy")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity(result, *, y: str = "accuracy"):
+    """Heat map of a `sensitivity` grid: final test accuracy (or `y="loss"`, log scale);
+    diverged settings are hatched out, never coloured as data."""
+    values = result.accuracy if (y == "accuracy" and result.accuracy is not None) else result.loss
+    label = "final test accuracy" if values is result.accuracy else "final train loss"
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    shown = np.where(result.diverged | ~np.isfinite(values), np.nan, values)
+    if values is result.loss:
+        shown = np.log10(shown)
+        label = "log10 " + label
+    image = ax.imshow(shown.T, origin="lower", cmap="viridis", aspect="auto")
+    ax.set_xticks(range(result.x_values.size), [f"{v:g}" for v in result.x_values])
+    ax.set_yticks(range(result.y_values.size), [f"{v:g}" for v in result.y_values])
+    for i, j in zip(*np.nonzero(result.diverged), strict=True):
+        ax.text(i, j, "diverged", ha="center", va="center", color="red", fontsize=8)
+    for i, j in zip(*np.nonzero(~result.diverged & np.isfinite(shown)), strict=True):
+        ax.text(i, j, f"{values[i, j]:.3g}", ha="center", va="center", color="w", fontsize=8)
+    ax.set_xlabel(result.x_name)
+    ax.set_ylabel(result.y_name)
+    fig.colorbar(image, ax=ax, label=label)
+    fig.tight_layout()
+    return fig
+
+
+def hessian_spectra(spectra: dict, *, ax=None):
+    """SLQ densities of the Hessian at several points (`{label: HessianSpectrum}`), log scale,
+    with the share of the mass near zero in the legend (Chaudhari et al. 2017, Fig. 1)."""
+    fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
+    for i, (label, spec) in enumerate(spectra.items()):
+        grid, density = np.asarray(spec.density.grid), np.asarray(spec.density.density)
+        ax.plot(
+            grid,
+            np.maximum(density, 1e-8),
+            color=f"C{i}",
+            label=f"{label}: λmax {spec.top[0]:.3g}, {spec.near_zero_fraction:.0%} near 0",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("Hessian eigenvalue λ")
+    ax.set_ylabel("density (SLQ)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def preference(result):
+    """Which minimum local entropy and plain smoothing prefer over (T, γ): blue cells prefer
+    the wide minimum, red the narrow one (value: loss at wide minus at narrow)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    gaps = (
+        ("local entropy  -T F", result.entropy_gap),
+        ("Gaussian smoothing, width √(T/γ)", result.smoothing_gap),
+    )
+    for ax, (title, gap) in zip(axes, gaps, strict=True):
+        bound = np.nanmax(np.abs(gap)) or 1.0
+        image = ax.imshow(
+            gap, origin="lower", cmap="coolwarm", vmin=-bound, vmax=bound, aspect="auto"
+        )
+        ax.set_xticks(range(result.gammas.size), [f"{g:g}" for g in result.gammas])
+        ax.set_yticks(range(result.temperatures.size), [f"{t:g}" for t in result.temperatures])
+        ax.set_xlabel("γ")
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, label="wide - narrow")
+    axes[0].set_ylabel("T")
+    fig.tight_layout()
+    return fig
+
+
+def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
+    """A 1-D landscape `f` with the local-entropy loss `u = -T log(G * e^{-f/T})` (solid) and
+    the smoothed loss `G * f` (dashed), both at width `√(T/γ)`, for each temperature."""
+    from . import _flatness
+
+    fig, ax = _new_axes(ax, figsize=(7.0, 4.2))
+    xs = jnp.linspace(float(narrow[0]) - 1.0, float(wide[0]) + 1.5, 241)
+    grid = xs[:, None]
+    span = float(xs[-1] - xs[0])  # every point's window holds both wells
+    ax.plot(xs, jax.vmap(loss)(grid), color="k", lw=2, label="f")
+    for i, t in enumerate(temperatures):
+        width = float(np.sqrt(t / gamma))
+
+        def entropy(p, t=t):
+            return _flatness.local_entropy_integral(loss, p, gamma, t, n=2001, half_width=span)
+
+        def smoothed(p, w=width):
+            return _flatness.smoothed_loss_integral(loss, p, w)
+
+        ax.plot(xs, jax.lax.map(entropy, grid), color=f"C{i}", label=f"local entropy, T={t:g}")
+        ax.plot(
+            xs,
+            jax.lax.map(smoothed, grid),
+            color=f"C{i}",
+            ls="--",
+            label=f"smoothing, width {width:.2g}",
+        )
+    ax.set_xlabel("x")
+    ax.set_ylabel("objective")
+    ax.set_title(
+        f"γ = {gamma:g}: narrow minimum at {float(narrow[0]):g}, wide at {float(wide[0]):g}"
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig
