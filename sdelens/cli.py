@@ -586,6 +586,185 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
+def _sweep_axes(text: str) -> list[tuple[str, list]]:
+    """`"gamma=0.01,0.1;inner_steps=2,5"` -> `[("gamma", [0.01, 0.1]), ("inner_steps", [2, 5])]`."""
+    axes = []
+    for part in text.split(";"):
+        name, sep, values = part.partition("=")
+        if not sep or name.strip() not in ENTROPY_SWEEPABLE:
+            raise ValueError(
+                f"--sweep={text!r} is invalid: two 'name=v1,v2,...' parts joined by ';', names "
+                f"from {', '.join(ENTROPY_SWEEPABLE)}."
+            )
+        numbers = _floats("--sweep", values)
+        if name.strip() == "inner_steps":
+            numbers = [int(v) for v in numbers]
+        axes.append((name.strip(), numbers))
+    if len(axes) != 2:
+        raise ValueError(f"--sweep={text!r} is invalid: exactly two hyperparameters.")
+    return axes
+
+
+ENTROPY_SWEEPABLE = ("gamma", "inner_steps", "temperature", "inner_lr", "lr", "alpha")
+
+
+@app.command("entropy")
+@_usage_errors
+def entropy_cmd(
+    problem: str = typer.Option("mlp-digits", help=f"Network: {', '.join(PROBLEMS[1:])}."),
+    noise: str = typer.Option("minibatch", help="minibatch or gaussian."),
+    batch_size: int = typer.Option(32, help="Minibatch size (--noise minibatch)."),
+    scale: float = typer.Option(0.01, help="Gaussian noise std (--noise gaussian)."),
+    train_size: int = typer.Option(0, help="Use only this many training examples (0: all)."),
+    budget: int = typer.Option(3000, help="Stochastic-gradient evaluations per run."),
+    runs: int = typer.Option(4, help="Runs per optimizer."),
+    saves: int = typer.Option(10, help="Saves per run."),
+    sgd_lr: float = typer.Option(0.1, help="Baseline SGD learning rate."),
+    adam_lr: float = typer.Option(3e-3, help="Baseline Adam learning rate."),
+    lr: float = typer.Option(1.0, help="Entropy-SGD outer learning rate eta."),
+    gamma: float = typer.Option(0.03, help="Entropy-SGD coupling gamma (> 0)."),
+    inner_lr: float = typer.Option(0.1, help="Entropy-SGD inner step size eta' (> 0)."),
+    inner_steps: int = typer.Option(5, help="Entropy-SGD inner steps L (>= 1)."),
+    temperature: float = typer.Option(1e-5, help="Entropy-SGD temperature T (>= 0)."),
+    alpha: float = typer.Option(0.75, help="Entropy-SGD averaging weight alpha in (0, 1]."),
+    momentum: float = typer.Option(0.9, help="Entropy-SGD outer momentum in [0, 1)."),
+    nesterov: bool = typer.Option(True, help="Nesterov momentum (the authors' code)."),
+    gamma_in_outer_step: bool = typer.Option(
+        False, help="x <- x - lr*gamma*(x - mu) (paper) instead of x - lr*(x - mu) (code)."
+    ),
+    inner: str = typer.Option("sgld", help="Inner sampler: sgld or sghmc."),
+    scoping: float = typer.Option(0.0, help="gamma_k = gamma (1 + scoping)^k."),
+    sweep: str = typer.Option(
+        "", help="Sensitivity grid, e.g. 'gamma=0.01,0.03,0.1;inner_steps=2,5,10' (empty: none)."
+    ),
+    spectrum: bool = typer.Option(True, help="Hessian spectra at the final points (SLQ)."),
+    landscape: bool = typer.Option(True, help="Local entropy vs smoothing on a 1-D landscape."),
+    seed: int = SEED,
+    out: Path = typer.Option(Path("results/entropy"), help="Results directory."),
+    force: bool = FORCE,
+) -> None:
+    """Entropy-SGD vs SGD and Adam at equal gradient evaluations on a network; Hessian spectra
+    at the points they reach; optional sensitivity grid; local entropy vs smoothing."""
+    config = _config("entropy", locals())
+    import jax
+    import numpy as np
+
+    import sdelens as sl
+
+    _check_out(out, force)
+    if problem not in PROBLEMS[1:]:
+        raise ValueError(
+            f"--problem={problem!r} is invalid: choose one of {', '.join(PROBLEMS[1:])}."
+        )
+    sweep_axes = _sweep_axes(sweep) if sweep else None
+    if noise == "minibatch":
+        model = sl.MinibatchNoise(batch_size)
+    elif noise == "gaussian":
+        model = sl.GaussianNoise(scale)
+    else:
+        raise ValueError(f"--noise={noise!r} is invalid: minibatch or gaussian.")
+    prob = sl.network_problem(
+        problem, model, key=jax.random.key(seed), train_size=train_size or None
+    )
+    entropy = sl.EntropySGD(
+        lr=lr,
+        gamma=gamma,
+        inner_lr=inner_lr,
+        inner_steps=inner_steps,
+        temperature=temperature,
+        alpha=alpha,
+        momentum=momentum,
+        nesterov=nesterov,
+        gamma_in_outer_step=gamma_in_outer_step,
+        inner=inner,
+        scoping=scoping,
+    )
+    optimizers = [sl.SGD(sgd_lr), sl.Adam(adam_lr), entropy]
+    _say(
+        f"{problem} (d={prob.dim}): {len(optimizers)} optimizers x {runs} runs, {budget} "
+        "gradient evaluations each ..."
+    )
+    fair = sl.compute_fair(
+        prob, optimizers, grad_budget=budget, n_runs=runs, n_saves=saves, seed=seed
+    )
+    metrics, figures = {"compute_fair": fair.metrics()}, fair.figures()
+    for name, run in fair.runs.items():
+        if run.diverged:
+            _say(f"Warning: {name} diverged at step {run.first_bad_step}.")
+    rows = [
+        (
+            name,
+            m["grad_evals"],
+            m["effective_epochs"],
+            m["final_loss"],
+            m["final_test_accuracy"],
+            m["seconds"],
+        )
+        for name, m in metrics["compute_fair"].items()
+    ]
+    if spectrum:
+        _say("Hessian spectra (Lanczos + SLQ) at each optimizer's final point of run 0 ...")
+        spectra = {
+            name: sl.hessian_spectrum(prob, run.x[0, -1], jax.random.key(seed))
+            for name, run in fair.runs.items()
+            if np.all(np.isfinite(run.x[0, -1]))
+        }
+        metrics["hessian"] = {
+            name: {
+                "top_eigenvalues": s.top.tolist(),
+                "trace": s.trace,
+                "trace_se": s.trace_se,
+                "near_zero_fraction": s.near_zero_fraction,
+            }
+            for name, s in spectra.items()
+        }
+        figures["hessian_spectra"] = sl.plot.hessian_spectra(spectra)
+    if sweep_axes:
+        (x_name, x_values), (y_name, y_values) = sweep_axes
+        _say(f"Sensitivity grid {x_name} x {y_name} ({len(x_values) * len(y_values)} settings) ...")
+        grid = sl.sensitivity(
+            prob,
+            entropy,
+            x_name,
+            x_values,
+            y_name,
+            y_values,
+            grad_budget=budget,
+            n_runs=max(runs // 2, 1),
+            seed=seed,
+        )
+        metrics["sensitivity"] = {
+            "x": x_name,
+            "x_values": x_values,
+            "y": y_name,
+            "y_values": y_values,
+            "final_loss": grid.loss.tolist(),
+            "final_test_accuracy": grid.accuracy.tolist(),
+            "diverged": grid.diverged.tolist(),
+        }
+        figures["sensitivity"] = sl.plot.sensitivity(grid)
+    if landscape:
+        loss, narrow, wide = sl.flatness.two_minima()
+        temperatures, gammas = [0.002, 0.01, 0.05, 0.1, 0.3], [0.3, 1.0, 3.0]
+        pref = sl.minimum_preference(loss, narrow, wide, temperatures, gammas)
+        metrics["preference"] = {
+            "temperatures": temperatures,
+            "gammas": gammas,
+            "entropy_wide_minus_narrow": pref.entropy_gap.tolist(),
+            "smoothing_wide_minus_narrow": pref.smoothing_gap.tolist(),
+        }
+        figures["preference"] = sl.plot.preference(pref)
+        figures["landscape"] = sl.plot.landscape(
+            loss, narrow, wide, gamma=1.0, temperatures=[0.01, 0.15]
+        )
+    sl.save(
+        out, fair.runs, summary={"config": config, "metrics": metrics}, figures=figures, force=force
+    )
+    header = ("optimizer", "grad evals", "epochs", "final loss", "test acc", "seconds")
+    typer.echo(_table(rows, header))
+    typer.echo(f"Results in {out}/")
+
+
 def main() -> None:
     """Entry point of the `sdelens` console script."""
     _enable_compilation_cache()

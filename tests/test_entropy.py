@@ -179,3 +179,64 @@ def test_flatness_bad_input():
         flatness.local_entropy_integral(loss, x, 1.0, 0.1)
     with pytest.raises(ValueError, match="n_iter=4"):
         flatness.lanczos(loss, x, 4, jax.random.key(0))
+
+
+def test_compute_fair_gives_every_optimizer_the_same_gradient_budget():
+    prob = sl.Quadratic(h=jnp.array([1.0, 4.0]), noise=sl.GaussianNoise(0.1))
+    entropy = sl.EntropySGD(lr=0.5, gamma=1.0, inner_lr=0.05, inner_steps=10, temperature=0.01)
+    fair = sl.compute_fair(
+        prob, [sl.SGD(0.05), entropy], jnp.ones(2), grad_budget=400, n_runs=8, n_saves=4
+    )
+    metrics = fair.metrics()
+    assert metrics["sgd"]["grad_evals"] == metrics["entropysgd"]["grad_evals"] == 400
+    np.testing.assert_array_equal(fair.runs["entropysgd"].steps, [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(fair.grad_evals["entropysgd"], [0, 100, 200, 300, 400])
+    assert np.all(np.diff(fair.seconds["sgd"]) > 0) and fair.accuracy is None
+    # SGD after 400 steps of 0.05 and Entropy-SGD after 40 outer steps both reach the floor
+    for row in metrics.values():
+        assert row["final_loss"] < 0.01
+    with pytest.raises(ValueError, match="grad_budget=5 is too small"):
+        sl.compute_fair(prob, [entropy], jnp.ones(2), grad_budget=5)
+
+
+def test_hessian_spectrum_of_a_quadratic():
+    h = jnp.concatenate([jnp.array([5.0, 3.0]), jnp.full(38, 1e-4)])
+    prob = sl.Quadratic(h=h, noise=sl.GaussianNoise(0.1))
+    spec = sl.hessian_spectrum(prob, jnp.ones(40), k=2, n_iter=40)
+    np.testing.assert_allclose(spec.top, [5.0, 3.0], rtol=1e-6)
+    assert abs(spec.trace - float(h.sum())) < 1e-6  # Rademacher probes are exact for diagonal H
+    np.testing.assert_allclose(spec.near_zero_fraction, 38 / 40, atol=0.15)
+
+
+def test_minimum_preference_local_entropy_vs_smoothing():
+    loss, narrow, wide = flatness.two_minima()
+    pref = sl.minimum_preference(loss, narrow, wide, [0.002, 0.15], [1.0])
+    # local entropy: narrow (deep) at small T, wide at large T; smoothing at the same width
+    # already prefers the wide minimum at T = 0.002 (trace penalty 400 T/(2γ) vs log-det)
+    assert pref.entropy_gap[0, 0] > 0 > pref.entropy_gap[1, 0]
+    assert pref.smoothing_gap[0, 0] < 0 and pref.smoothing_gap[1, 0] < 0
+
+
+def test_cli_entropy(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from sdelens.cli import app
+
+    out = tmp_path / "ent"
+    args = ["entropy", "--train-size", "128", "--budget", "60", "--runs", "2", "--saves", "2"]
+    args += ["--no-landscape", "--sweep", "gamma=0.01,0.1;inner_steps=2,3", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert set(metrics["compute_fair"]) == {"sgd", "adam", "entropysgd"}
+    assert all(m["grad_evals"] == 60 for m in metrics["compute_fair"].values())
+    assert np.asarray(metrics["sensitivity"]["final_loss"]).shape == (2, 2)
+    assert len(metrics["hessian"]["sgd"]["top_eigenvalues"]) == 10
+    for png in ("loss_vs_grad_evals", "loss_vs_seconds", "hessian_spectra", "sensitivity"):
+        assert (out / f"{png}.png").is_file()
+    bad = CliRunner().invoke(app, ["entropy", "--sweep", "beta=1,2", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "--sweep" in bad.output
+    bad = CliRunner().invoke(app, ["entropy", "--gamma", "0", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "gamma=0.0" in bad.output
