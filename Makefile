@@ -23,8 +23,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
-	$(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 notebooks
+	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --nbmake --nbmake-timeout=600 notebooks
 
 PEERS := benchmarks/.venv-peers
 

@@ -285,8 +285,7 @@ class Preference:
 def minimum_preference(loss, narrow, wide, temperatures, gammas) -> Preference:
     """Compare local entropy (`-T F`, quadrature) and plain smoothing at equal width on a
     1-D or 2-D landscape with minima `narrow` and `wide` (MATH.md §7: log-det vs trace penalty).
-    The quadrature window holds both wells; in 2-D its 301² grid is coarse for very narrow
-    wells (prefer 1-D landscapes for those)."""
+    The quadrature window holds both wells (4001 points in 1-D, 601² in 2-D)."""
     narrow, wide = jnp.atleast_1d(jnp.asarray(narrow)), jnp.atleast_1d(jnp.asarray(wide))
     # the window must hold both wells from either minimum (a deep well outside it would be lost)
     reach = 1.5 * float(jnp.linalg.norm(wide - narrow))
@@ -296,7 +295,7 @@ def minimum_preference(loss, narrow, wide, temperatures, gammas) -> Preference:
         np.zeros((temperatures.size, gammas.size)),
     )
     for (i, t), (j, g) in itertools.product(enumerate(temperatures), enumerate(gammas)):
-        half_width, n = reach + 8.0 * float(np.sqrt(t / g)), 4001 if narrow.size == 1 else 301
+        half_width, n = reach + 8.0 * float(np.sqrt(t / g)), 4001 if narrow.size == 1 else 601
         ent[i, j] = float(
             _flatness.local_entropy_integral(loss, wide, g, t, n=n, half_width=half_width)
             - _flatness.local_entropy_integral(loss, narrow, g, t, n=n, half_width=half_width)

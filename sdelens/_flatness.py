@@ -282,13 +282,14 @@ def local_entropy_integral(
 ) -> Float[Array, ""]:
     """The local-entropy loss `u(x) = -T log E[exp(-f(x')/T)]`, `x' ~ N(x, (T/γ) I)` (`-T F`
     normalised as in `local_entropy_laplace`) by quadrature on a grid (`d ≤ 2`, log-sum-exp
-    for stability). The grid spans `± half_width` around `x` (default `8 √(T/γ)`, where the
+    for stability), `n` points per axis. The grid spans `± half_width` around `x` (default
+    `8 √(T/γ)`, where the
     Gaussian factor is below `e^{-32}`). A much deeper well just outside that window can still
     dominate (`e^{-f/T}` is large): on a landscape, pass a `half_width` that covers it."""
     _check_entropy(gamma, temperature)
     _low_dimension(x, "local_entropy_integral")
     half_width = 8.0 * math.sqrt(temperature / gamma) if half_width is None else half_width
-    pts, cell = _grid(x, half_width, n if x.shape[0] == 1 else min(n, 301))
+    pts, cell = _grid(x, half_width, n)
     log_w = -(jax.vmap(loss)(pts) + 0.5 * gamma * jnp.sum((pts - x) ** 2, -1)) / temperature
     log_normaliser = 0.5 * x.shape[0] * jnp.log(gamma / (2 * jnp.pi * temperature))
     return -temperature * (jax.scipy.special.logsumexp(log_w) + jnp.log(cell) + log_normaliser)
@@ -321,10 +322,10 @@ def smoothed_loss(
 def smoothed_loss_integral(
     loss: Loss, x: Float[Array, " d"], width: float, n: int = 801
 ) -> Float[Array, ""]:
-    """`E f(x + s z)` by quadrature on a `± 8 s` grid (`d ≤ 2`)."""
+    """`E f(x + s z)` by quadrature on a `± 8 s` grid of `n` points per axis (`d ≤ 2`)."""
     _check.positive_finite("width", width)
     _low_dimension(x, "smoothed_loss_integral")
-    pts, cell = _grid(x, 8.0 * width, n if x.shape[0] == 1 else min(n, 301))
+    pts, cell = _grid(x, 8.0 * width, n)
     weights = jnp.exp(-0.5 * jnp.sum((pts - x) ** 2, -1) / width**2)
     weights = weights / jnp.sum(weights)
     del cell  # normalised weights: the cell volume cancels

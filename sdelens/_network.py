@@ -55,19 +55,30 @@ class MinibatchNoise(eqx.Module):
 
     `diag Σ(x)` (RMSprop/Adam's `V`, SignSGD's moments) comes from per-example gradients
     (`vmap(grad)`) in chunks of `chunk_size` examples, so memory stays `O(chunk_size · d)`.
-    SignSGD uses the Gaussian approximation of the minibatch gradient:
-    `E[sign gᵢ] = erf(∂ᵢf / (√2 σᵢ))`, `σᵢ² = Σᵢᵢ(x)`, and the diagonal of `Cov(sign g)` in
-    both forms (its off-diagonals would need `d²` bivariate normal CDFs per step).
+
+    **SignSGD.** With `sign_samples=0` the SDE uses the Gaussian approximation of the minibatch
+    gradient: `E[sign gᵢ] = erf(∂ᵢf / (√2 σᵢ))`, `σᵢ² = Σᵢᵢ(x)`, and the diagonal of
+    `Cov(sign g)` (its off-diagonals would need `d²` bivariate normal CDFs per step). Near a
+    minimum, where a few examples dominate each coordinate's gradient, the minibatch gradient is
+    skewed and this approximation fails. With `sign_samples=K > 0` both moments are averages
+    over `K` real minibatches (fixed by `seed`: common random numbers, so the drift is a
+    deterministic function of `x`), and the diffusion is the sample covariance's square root
+    `K^{-1/2} (S - m)ᵀ dW_K`, off-diagonals included: no Gaussian approximation, for `K`
+    minibatch gradients per step.
     """
 
     batch_size: int = eqx.field(static=True)
     covariance: str = eqx.field(static=True, default="exact")
     chunk_size: int = eqx.field(static=True, default=128)
+    sign_samples: int = eqx.field(static=True, default=0)
+    seed: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
         _check.positive_int("batch_size", self.batch_size)
         _check.choice("covariance", self.covariance, COVARIANCES)
         _check.positive_int("chunk_size", self.chunk_size)
+        if self.sign_samples != 0:
+            _check.positive_int("sign_samples", self.sign_samples)
 
     @property
     def dim(self) -> None:
@@ -249,14 +260,28 @@ class NetworkProblem(AbstractProblem):
         std = jnp.sqrt(self.noise_variance(x)) + jnp.finfo(x.dtype).tiny
         return GaussianNoise(scale=std)
 
+    def _sampled_signs(self, x) -> Float[Array, "k d"]:
+        """`sign` of the gradients of `sign_samples` fixed minibatches at `x`."""
+        noise = self._minibatch()
+        keys = jax.random.split(jax.random.key(noise.seed), noise.sign_samples)
+        return jax.vmap(lambda k: jnp.sign(self.stochastic_grad(x, k)))(keys)
+
     def sign_mean(self, x):
-        if self._minibatch() is None:
+        noise = self._minibatch()
+        if noise is None:
             return super().sign_mean(x)
+        if noise.sign_samples:
+            return jnp.mean(self._sampled_signs(x), axis=0)
         return self._sign_gaussian(x).sign_mean(self.grad(x))
 
     def sign_cov_sqrt(self, x):
-        if self._minibatch() is None:
+        noise = self._minibatch()
+        if noise is None:
             return super().sign_cov_sqrt(x)
+        if noise.sign_samples:
+            signs = self._sampled_signs(x)
+            centred = signs - jnp.mean(signs, axis=0)
+            return lx.MatrixLinearOperator(centred.T / math.sqrt(noise.sign_samples))
         return self._sign_gaussian(x).sign_cov_sqrt(self.grad(x))
 
 

@@ -634,8 +634,11 @@ def entropy_cmd(
     ),
     inner: str = typer.Option("sgld", help="Inner sampler: sgld or sghmc."),
     scoping: float = typer.Option(0.0, help="gamma_k = gamma (1 + scoping)^k."),
-    sweep: str = typer.Option(
-        "", help="Sensitivity grid, e.g. 'gamma=0.01,0.03,0.1;inner_steps=2,5,10' (empty: none)."
+    sweep: list[str] = typer.Option(
+        [],
+        help="Sensitivity grid over two hyperparameters, e.g. "
+        "'gamma=0.01,0.03,0.1;inner_steps=2,5,10'; repeat for more grids (e.g. "
+        "'temperature=1e-5,1e-3;inner_lr=0.03,0.1').",
     ),
     spectrum: bool = typer.Option(True, help="Hessian spectra at the final points (SLQ)."),
     landscape: bool = typer.Option(True, help="Local entropy vs smoothing on a 1-D landscape."),
@@ -656,7 +659,7 @@ def entropy_cmd(
         raise ValueError(
             f"--problem={problem!r} is invalid: choose one of {', '.join(PROBLEMS[1:])}."
         )
-    sweep_axes = _sweep_axes(sweep) if sweep else None
+    grids = [_sweep_axes(text) for text in sweep]
     if noise == "minibatch":
         model = sl.MinibatchNoise(batch_size)
     elif noise == "gaussian":
@@ -719,8 +722,7 @@ def entropy_cmd(
             for name, s in spectra.items()
         }
         figures["hessian_spectra"] = sl.plot.hessian_spectra(spectra)
-    if sweep_axes:
-        (x_name, x_values), (y_name, y_values) = sweep_axes
+    for (x_name, x_values), (y_name, y_values) in grids:
         _say(f"Sensitivity grid {x_name} x {y_name} ({len(x_values) * len(y_values)} settings) ...")
         grid = sl.sensitivity(
             prob,
@@ -733,16 +735,18 @@ def entropy_cmd(
             n_runs=max(runs // 2, 1),
             seed=seed,
         )
-        metrics["sensitivity"] = {
-            "x": x_name,
-            "x_values": x_values,
-            "y": y_name,
-            "y_values": y_values,
-            "final_loss": grid.loss.tolist(),
-            "final_test_accuracy": grid.accuracy.tolist(),
-            "diverged": grid.diverged.tolist(),
-        }
-        figures["sensitivity"] = sl.plot.sensitivity(grid)
+        metrics.setdefault("sensitivity", []).append(
+            {
+                "x": x_name,
+                "x_values": x_values,
+                "y": y_name,
+                "y_values": y_values,
+                "final_loss": grid.loss.tolist(),
+                "final_test_accuracy": grid.accuracy.tolist(),
+                "diverged": grid.diverged.tolist(),
+            }
+        )
+        figures[f"sensitivity_{x_name}_{y_name}"] = sl.plot.sensitivity(grid)
     if landscape:
         loss, narrow, wide = sl.flatness.two_minima()
         temperatures, gammas = [0.002, 0.01, 0.05, 0.1, 0.3], [0.3, 1.0, 3.0]

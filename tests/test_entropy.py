@@ -208,13 +208,18 @@ def test_hessian_spectrum_of_a_quadratic():
     np.testing.assert_allclose(spec.near_zero_fraction, 38 / 40, atol=0.15)
 
 
-def test_minimum_preference_local_entropy_vs_smoothing():
-    loss, narrow, wide = flatness.two_minima()
+@pytest.mark.parametrize("dim", [1, 2])
+def test_minimum_preference_local_entropy_vs_smoothing(dim):
+    loss, narrow, wide = flatness.two_minima(dim)
     pref = sl.minimum_preference(loss, narrow, wide, [0.002, 0.15], [1.0])
-    # local entropy: narrow (deep) at small T, wide at large T; smoothing at the same width
-    # already prefers the wide minimum at T = 0.002 (trace penalty 400 T/(2γ) vs log-det)
+    # local entropy: narrow (deep) at small T, wide at large T (flip where the log-det penalty
+    # (T/2) d log(401/4.2) reaches the depth gap 0.2: T ≈ 0.09 in 1-D, 0.044 in 2-D);
+    # smoothing at the same width already prefers the wide minimum at T = 0.002
     assert pref.entropy_gap[0, 0] > 0 > pref.entropy_gap[1, 0]
     assert pref.smoothing_gap[0, 0] < 0 and pref.smoothing_gap[1, 0] < 0
+    laplace = [flatness.local_entropy_laplace(loss, x, 1.0, 0.002) for x in (wide, narrow)]
+    # Laplace (Gaussian around each minimum) vs quadrature: 0.1909 vs 0.1945 in 2-D
+    np.testing.assert_allclose(laplace[0] - laplace[1], pref.entropy_gap[0, 0], atol=5e-3)
 
 
 def test_cli_entropy(tmp_path):
@@ -225,16 +230,20 @@ def test_cli_entropy(tmp_path):
     from sdelens.cli import app
 
     out = tmp_path / "ent"
-    args = ["entropy", "--train-size", "128", "--budget", "60", "--runs", "2", "--saves", "2"]
-    args += ["--no-landscape", "--sweep", "gamma=0.01,0.1;inner_steps=2,3", "--out", str(out)]
+    args = ["entropy", "--problem", "mlp-breast-cancer", "--train-size", "128", "--budget", "60"]
+    args += ["--runs", "2", "--saves", "2"]
+    args += ["--no-landscape", "--sweep", "gamma=0.01,0.1;inner_steps=2,3"]
+    args += ["--sweep", "temperature=0,0.001;inner_lr=0.05,0.1,0.2", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "summary.json").read_text())["metrics"]
     assert set(metrics["compute_fair"]) == {"sgd", "adam", "entropysgd"}
     assert all(m["grad_evals"] == 60 for m in metrics["compute_fair"].values())
-    assert np.asarray(metrics["sensitivity"]["final_loss"]).shape == (2, 2)
+    grids = metrics["sensitivity"]
+    assert [np.asarray(g["final_loss"]).shape for g in grids] == [(2, 2), (2, 3)]
     assert len(metrics["hessian"]["sgd"]["top_eigenvalues"]) == 10
-    for png in ("loss_vs_grad_evals", "loss_vs_seconds", "hessian_spectra", "sensitivity"):
+    pngs = ["loss_vs_grad_evals", "loss_vs_seconds", "hessian_spectra"]
+    for png in pngs + ["sensitivity_gamma_inner_steps", "sensitivity_temperature_inner_lr"]:
         assert (out / f"{png}.png").is_file()
     bad = CliRunner().invoke(app, ["entropy", "--sweep", "beta=1,2", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--sweep" in bad.output
