@@ -88,7 +88,7 @@ def _finish(kind, outputs, n_paths, steps, lr, config, started, grad_evals):
 def _config(opt, problem, n_steps, n_paths, save_every, ensemble, extra):
     return {
         "optimizer": {"name": opt.name, **opt.hyperparameters()},
-        "problem": type(problem).__name__,
+        "problem": getattr(problem, "name", type(problem).__name__),
         "noise": type(problem.noise).__name__,
         "n_steps": n_steps,
         "n_paths": n_paths,

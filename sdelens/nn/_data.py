@@ -1,8 +1,10 @@
-"""Datasets bundled with scikit-learn (no downloads) and user data from an `.npz` file."""
+"""Classification datasets: two bundled with scikit-learn (no downloads) and user data from an
+`.npz` file, split by a seeded permutation and standardised with the training statistics."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import final
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -16,24 +18,52 @@ __all__ = ["Dataset", "load_dataset", "load_npz", "DATASETS"]
 DATASETS = ("breast-cancer", "digits")
 
 
-def _check_split(name: str, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
-    if x.shape[0] != y.shape[0]:
+def _found(values: np.ndarray, limit: int = 5) -> str:
+    """A few distinct offending values, for error messages."""
+    distinct = np.unique(values)
+    shown = ", ".join(str(v) for v in distinct[:limit].tolist())
+    return shown + (", ..." if distinct.size > limit else "")
+
+
+def _check_split(split: str, x, y, n_classes: int) -> None:
+    """Shapes and dtypes (known even under tracing), then values when they are concrete."""
+    if y.ndim != 1:
+        raise ValueError(f"y_{split} has shape {y.shape}: (n,) class labels are required.")
+    if x.ndim < 1 or x.shape[0] != y.shape[0]:
+        n_x = x.shape[0] if x.ndim else "no"
         raise ValueError(
-            f"x_{name} has {x.shape[0]} examples but y_{name} has {y.shape[0]}: they must match."
+            f"x_{split} has {n_x} examples but y_{split} has {y.shape[0]}: they must match."
         )
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise ValueError(f"y_{split} has dtype {y.dtype}: integer class labels are required.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"x_{split} has dtype {x.dtype}: floating-point features are required.")
+    if not (_check.is_concrete(x) and _check.is_concrete(y)):
+        return
+    x, y = np.asarray(x), np.asarray(y)
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"x_{name} has NaN or infinite entries: finite features are required.")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"x_{split} has NaN or infinite entries: finite features are required.")
+    outside = y[(y < 0) | (y >= n_classes)]
+    if outside.size:
         raise ValueError(
-            f"y_{name} has labels outside [0, {n_classes}): found {y.min()}..{y.max()}."
+            f"y_{split} has labels outside [0, {n_classes}): found {_found(outside)}."
         )
 
 
+@final
 class Dataset(eqx.Module):
     """A classification dataset split into train and test sets.
 
-    `x_*`: `(n, *feature_shape)` float features (standardised with the training statistics by
-    the loaders); `y_*`: `(n,)` integer labels in `[0, n_classes)`.
+    **Fields:**
+
+    - `x_train`, `x_test`: `(n, *feature_shape)` floating-point features (float32 from the
+      loaders, standardised with the training statistics).
+    - `y_train`, `y_test`: `(n,)` integer labels in `[0, n_classes)`.
+    - `n_classes`: number of classes (static).
+    - `name`: a label for plots and problem names (static).
+
+    Values are checked when concrete (finite features, labels in range); shapes and dtypes are
+    always checked. The test split may be empty, the training split may not.
     """
 
     x_train: Float[Array, "n ..."]
@@ -45,6 +75,9 @@ class Dataset(eqx.Module):
 
     def __check_init__(self):
         _check.positive_int("n_classes", self.n_classes)
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            _check_split(split, x, y, self.n_classes)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise ValueError(
                 f"x_train has feature shape {self.x_train.shape[1:]} but x_test has "
@@ -52,13 +85,10 @@ class Dataset(eqx.Module):
             )
         if self.x_train.shape[0] == 0:
             raise ValueError("x_train is empty: at least one training example is required.")
-        for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if _check.is_concrete(x) and _check.is_concrete(y):
-                _check_split(split, np.asarray(x), np.asarray(y), self.n_classes)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. `(30,)` or `(1, 8, 8)`."""
         return tuple(self.x_train.shape[1:])
 
     @property
@@ -66,14 +96,41 @@ class Dataset(eqx.Module):
         return self.x_train.shape[0]
 
 
-def _split_standardise(
-    x, y, n_classes, name, test_fraction, seed, image_shape=None, train_size=None
-) -> Dataset:
+def _split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(train, test)` indices: the first `round(test_fraction · n)` entries of a seeded
+    permutation are the test set."""
     _check.in_interval("test_fraction", test_fraction, 0.0, 1.0)
-    n = x.shape[0]
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed={seed!r} is invalid: must be an integer >= 0.")
     order = np.random.RandomState(seed).permutation(n)
     n_test = int(round(test_fraction * n))
-    test, train = order[:n_test], order[n_test:]
+    return order[n_test:], order[:n_test]
+
+
+def _standardise(x: np.ndarray, train: np.ndarray, per_feature: bool) -> np.ndarray:
+    """`(x - mean) / std` with the training statistics, so no test information leaks into the
+    features; constant features (std 0) are only centred."""
+    flat = x.reshape(x.shape[0], -1).astype(np.float64)
+    if per_feature:
+        mean, std = flat[train].mean(axis=0), flat[train].std(axis=0)
+    else:  # one scale for every pixel keeps the images' spatial contrast
+        mean, std = flat[train].mean(), flat[train].std()
+    flat = (flat - mean) / np.where(std > 0, std, 1.0)
+    return flat.reshape(x.shape)
+
+
+def _make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    name: str,
+    test_fraction: float,
+    seed: int,
+    *,
+    per_feature: bool,
+    train_size: int | None = None,
+) -> Dataset:
+    train, test = _split_indices(x.shape[0], test_fraction, seed)
     if train_size is not None:
         _check.positive_int("train_size", train_size)
         if train_size > train.size:
@@ -82,15 +139,11 @@ def _split_standardise(
             )
         train = train[:train_size]
     if train.size == 0:
-        raise ValueError(f"test_fraction={test_fraction} leaves no training example (n={n}).")
-    x = x.reshape(n, -1).astype(np.float64)
-    if image_shape is None:
-        mean, std = x[train].mean(0), x[train].std(0)
-    else:  # one scale for all pixels keeps the images' spatial structure
-        mean, std = x[train].mean(), x[train].std()
-    x = (x - mean) / np.where(std > 0, std, 1.0)
-    if image_shape is not None:
-        x = x.reshape(n, *image_shape)
+        raise ValueError(
+            f"test_fraction={test_fraction} is invalid: it leaves no training example "
+            f"(n={x.shape[0]})."
+        )
+    x = _standardise(x, train, per_feature)
     y = y.astype(np.int32)
     return Dataset(
         x_train=jnp.asarray(x[train], jnp.float32),
@@ -110,58 +163,121 @@ def load_dataset(
     image: bool = False,
     train_size: int | None = None,
 ) -> Dataset:
-    """A dataset bundled with scikit-learn, split by a seeded permutation and standardised with
-    the training mean and standard deviation.
+    """A dataset bundled with scikit-learn (nothing is downloaded).
 
     - `"breast-cancer"`: 569 examples, 30 features, 2 classes.
-    - `"digits"`: 1797 8×8 images, 10 classes; `image=True` gives `(1, 8, 8)` channels-first
-      images standardised by one global mean and std, else 64 per-feature standardised values.
+    - `"digits"`: 1797 8×8 grey-level images, 10 classes. `image=True` gives `(1, 8, 8)`
+      channels-first images standardised by one global mean and std; otherwise 64 features
+      standardised one by one.
 
-    `train_size` keeps only the first `train_size` training examples (a smaller full batch:
-    quicker experiments on a CPU); the test set is unchanged.
+    **Arguments:**
+
+    - `name`: one of `DATASETS`.
+    - `test_fraction`: the first `round(test_fraction · n)` examples of
+      `numpy.random.RandomState(seed).permutation(n)` form the test set, the rest the
+      training set (a plain, unstratified split).
+    - `seed`: seed of that permutation; the same seed always gives the same split.
+    - `image`: digits as images (for the convolutional and Transformer models).
+    - `train_size`: keep only the first `train_size` training examples (a smaller full batch
+      for quicker experiments); the test set is unchanged.
+
+    Features are standardised with the mean and standard deviation of the training split
+    only, and returned as float32; labels as int32.
     """
+    _check.choice("dataset", name, DATASETS)
     from sklearn import datasets  # imported here: only the loaders need scikit-learn
 
-    _check.choice("dataset", name, DATASETS)
     if name == "breast-cancer":
         if image:
             raise ValueError("image=True is invalid for 'breast-cancer': it has no images.")
-        bunch = datasets.load_breast_cancer()
-        return _split_standardise(
-            bunch.data, bunch.target, 2, name, test_fraction, seed, train_size=train_size
-        )
-    bunch = datasets.load_digits()
-    shape = (1, 8, 8) if image else None
-    return _split_standardise(
-        bunch.data, bunch.target, 10, name, test_fraction, seed, shape, train_size
+        bunch, n_classes, shape = datasets.load_breast_cancer(), 2, (30,)
+    else:
+        bunch, n_classes = datasets.load_digits(), 10
+        shape = (1, 8, 8) if image else (64,)
+    x = bunch.data.reshape(-1, *shape)
+    return _make_dataset(
+        x,
+        bunch.target,
+        n_classes,
+        name,
+        test_fraction,
+        seed,
+        per_feature=not image,
+        train_size=train_size,
     )
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise ValueError(f"path={str(path)!r} is invalid: no such file.")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"path={str(path)!r} is invalid: not a readable .npz file.") from error
+    if not hasattr(archive, "files"):  # a single .npy array, not an archive
+        raise ValueError(f"path={str(path)!r} is invalid: an .npz archive is required.")
+    with archive:
+        for key in ("x", "y"):
+            if key not in archive.files:
+                raise ValueError(
+                    f"{path.name} has no array {key!r}: load_npz needs arrays 'x' "
+                    f"((n, ...) features) and 'y' ((n,) integer labels); found {archive.files}."
+                )
+        return archive["x"], archive["y"]
+
+
+def _integer_labels(y: np.ndarray) -> np.ndarray:
+    """Labels as int64, accepting integer-valued floats (a common result of saving via
+    pandas); anything else is an error naming `y`."""
+    if y.dtype == bool or np.issubdtype(y.dtype, np.integer):
+        y = y.astype(np.int64)
+    elif np.issubdtype(y.dtype, np.floating):
+        fractional = y[~np.isfinite(y) | (np.mod(y, 1) != 0)]
+        if fractional.size:
+            raise ValueError(
+                f"y has non-integer labels (found {_found(fractional)}): class labels must be "
+                "integers 0 … n_classes-1."
+            )
+        y = y.astype(np.int64)
+    else:
+        raise ValueError(f"y has dtype {y.dtype}: integer class labels are required.")
+    if y.size and y.min() < 0:
+        raise ValueError(
+            f"y has negative labels (found {_found(y[y < 0])}): class labels must be integers "
+            "0 … n_classes-1."
+        )
+    return y
 
 
 def load_npz(
     path, *, test_fraction: float = 0.2, seed: int = 0, n_classes: int | None = None
 ) -> Dataset:
-    """User data from an `.npz` file with arrays `x` (`(n, ...)` features) and `y` (`(n,)`
-    integer labels `0 … n_classes-1`), split and standardised as `load_dataset`."""
+    """User data from an `.npz` file with arrays `x` (`(n, ...)` numeric features) and `y`
+    (`(n,)` integer labels `0 … n_classes-1`), split and standardised as `load_dataset`.
+
+    Features with more than one axis per example (`x.ndim > 2`, e.g. `(n, C, H, W)` images)
+    are standardised by one global mean and std, others feature by feature. `n_classes`
+    defaults to `max(y) + 1`; pass it when a class may be missing from the file. The dataset
+    is named after the file's stem.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path={str(path)!r} is invalid: no such file.")
-    with np.load(path) as f:
-        missing = [k for k in ("x", "y") if k not in f]
-        if missing:
-            raise ValueError(f"{path.name} has no array {missing[0]!r}: arrays 'x' and 'y'.")
-        x, y = np.asarray(f["x"], dtype=float), np.asarray(f["y"])
-    if y.ndim != 1 or x.shape[0] != y.shape[0]:
+    x, y = _read_npz(path)
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"x has dtype {x.dtype}: real numeric features are required.")
+    if x.ndim < 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"x has shape {x.shape} and y has shape {y.shape}: y must be (n,) with n = x.shape[0]."
         )
+    if x.shape[0] == 0:
+        raise ValueError("x has no examples: at least one example is required.")
     if not np.all(np.isfinite(x)):
         raise ValueError("x has NaN or infinite entries: finite features are required.")
-    if not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)) or y.min() < 0:
-        raise ValueError("y must hold integer class labels >= 0.")
+    y = _integer_labels(y)
     found = int(y.max()) + 1
     if n_classes is None:
         n_classes = found
     elif _check.positive_int("n_classes", n_classes) < found:
         raise ValueError(f"n_classes={n_classes} is invalid: y has labels up to {found - 1}.")
-    image_shape = x.shape[1:] if x.ndim > 2 else None
-    return _split_standardise(x, y, n_classes, path.stem, test_fraction, seed, image_shape)
+    return _make_dataset(
+        x, y, n_classes, path.stem, test_fraction, seed, per_feature=x.ndim <= 2
+    )

@@ -1,16 +1,20 @@
-"""Small equinox models, sized to train on a CPU in seconds to minutes.
+"""Small equinox classifiers, sized to train full-batch on a CPU in seconds.
 
-Each model maps **one** example to `n_classes` logits (vmap over a batch). No batch norm, no
-dropout: the loss is a deterministic function of the parameters, as the SDEs assume.
+Each model maps **one** example (no batch axis) to `n_classes` logits; the caller vmaps over a
+batch, and `eqx.filter_vmap` over keys builds a stacked ensemble of independent runs. There is
+no batch norm and no dropout: the loss is a deterministic function of the parameters, as the
+optimizer SDEs assume.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal, final
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import _check
@@ -21,49 +25,85 @@ MODELS = ("mlp", "lenet", "cnn", "resnet", "transformer")
 
 
 def count_params(model) -> int:
-    """Number of trainable (floating-point) parameters."""
+    """Number of trainable (floating-point array) entries of `model`. For a stacked ensemble
+    this is the total over its members."""
     leaves = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
     return sum(leaf.size for leaf in leaves)
 
 
+def _as_image(x: Array, channels: int, size: int) -> Float[Array, "c s s"]:
+    """Accept both flat `(c·s·s,)` and image `(c, s, s)` inputs."""
+    if x.size != channels * size * size:
+        raise ValueError(
+            f"input has shape {x.shape}: {channels * size * size} values, i.e. "
+            f"({channels}, {size}, {size}) images, are required."
+        )
+    return jnp.reshape(x, (channels, size, size))
+
+
+@final
 class MLP(eqx.Module):
-    """`depth` hidden layers of `width` tanh units (tanh keeps the loss smooth, as the SDE
-    theory assumes); the input is flattened. 2×32 on Breast Cancer (30 features): 2,114
-    parameters; on digits (64): 3,466."""
+    """Multilayer perceptron on the flattened input:
+    `depth` hidden layers of `width` tanh units → linear logits.
+
+    tanh rather than relu keeps the loss smooth (its Hessian is defined everywhere), as the
+    SDE approximations assume.
+
+    Parameters with the defaults (2 × 32): 2,114 on breast cancer (30 features, 2 classes);
+    3,466 on digits (64 features, 10 classes).
+    """
 
     mlp: eqx.nn.MLP
 
-    def __init__(self, in_size: int, out_size: int, width: int = 32, depth: int = 2, *, key):
-        _check.positive_int("width", width)
+    def __init__(
+        self, in_size: int, out_size: int, width: int = 32, depth: int = 2, *, key: PRNGKeyArray
+    ):
+        for name, value in (("in_size", in_size), ("out_size", out_size), ("width", width)):
+            _check.positive_int(name, value)
         _check.positive_int("depth", depth)
         self.mlp = eqx.nn.MLP(in_size, out_size, width, depth, activation=jnp.tanh, key=key)
 
-    def __call__(self, x: Float[Array, "..."]) -> Float[Array, " c"]:
+    def __call__(self, x: Float[Array, "..."]) -> Float[Array, " k"]:
         return self.mlp(jnp.ravel(x))
 
 
+@final
 class LeNet(eqx.Module):
-    """LeNet-style CNN for small images (`(C, S, S)`, `S` divisible by 4):
-    conv3×3(6) → relu → avgpool2 → conv3×3(16) → relu → avgpool2 → linear(32) → relu → linear.
-    On 8×8 digits: 3,350 parameters."""
+    """LeNet-style CNN for small square images (`(C, S, S)` or flattened):
+
+    conv3×3(6, pad 1) → relu → avgpool2 → conv3×3(16, pad 1) → relu → avgpool2 → flatten →
+    linear(32) → relu → linear(n_classes).
+
+    Parameters on 8×8 digits (1 channel, 10 classes): 3,350.
+    """
 
     conv1: eqx.nn.Conv2d
     conv2: eqx.nn.Conv2d
     fc1: eqx.nn.Linear
     fc2: eqx.nn.Linear
     pool: eqx.nn.AvgPool2d
+    in_channels: int = eqx.field(static=True)
+    image_size: int = eqx.field(static=True)
 
-    def __init__(self, in_channels: int = 1, n_classes: int = 10, *, key, image_size: int = 8):
-        if image_size % 4:
-            raise ValueError(f"image_size={image_size} is invalid: LeNet needs a multiple of 4.")
+    def __init__(
+        self, in_channels: int = 1, n_classes: int = 10, *, key: PRNGKeyArray, image_size: int = 8
+    ):
+        _check.positive_int("in_channels", in_channels)
+        _check.positive_int("n_classes", n_classes)
+        if _check.positive_int("image_size", image_size) < 4:
+            raise ValueError(f"image_size={image_size} is invalid: LeNet pools twice, so >= 4.")
         k1, k2, k3, k4 = jax.random.split(key, 4)
+        pooled = image_size // 2 // 2
         self.conv1 = eqx.nn.Conv2d(in_channels, 6, 3, padding=1, key=k1)
         self.conv2 = eqx.nn.Conv2d(6, 16, 3, padding=1, key=k2)
-        self.fc1 = eqx.nn.Linear(16 * (image_size // 4) ** 2, 32, key=k3)
+        self.fc1 = eqx.nn.Linear(16 * pooled * pooled, 32, key=k3)
         self.fc2 = eqx.nn.Linear(32, n_classes, key=k4)
         self.pool = eqx.nn.AvgPool2d(2, stride=2)
+        self.in_channels = in_channels
+        self.image_size = image_size
 
-    def __call__(self, x: Float[Array, "c s s"]) -> Float[Array, " k"]:
+    def __call__(self, x: Float[Array, "..."]) -> Float[Array, " k"]:
+        x = _as_image(x, self.in_channels, self.image_size)
         x = self.pool(jax.nn.relu(self.conv1(x)))
         x = self.pool(jax.nn.relu(self.conv2(x)))
         return self.fc2(jax.nn.relu(self.fc1(jnp.ravel(x))))
@@ -73,33 +113,66 @@ class _ResidualBlock(eqx.Module):
     conv1: eqx.nn.Conv2d
     conv2: eqx.nn.Conv2d
 
-    def __init__(self, width: int, *, key):
+    def __init__(self, width: int, *, key: PRNGKeyArray):
         k1, k2 = jax.random.split(key)
         self.conv1 = eqx.nn.Conv2d(width, width, 3, padding=1, key=k1)
         self.conv2 = eqx.nn.Conv2d(width, width, 3, padding=1, key=k2)
 
-    def __call__(self, x):
+    def __call__(self, x: Float[Array, "c s s"]) -> Float[Array, "c s s"]:
         return jax.nn.relu(x + self.conv2(jax.nn.relu(self.conv1(x))))
 
 
+@final
 class ResNet(eqx.Module):
-    """A small ResNet without normalisation (no running statistics):
-    conv3×3(width) → `n_blocks` × [conv-relu-conv + identity, relu] → global average pool →
-    linear. width 8, 2 blocks, 10 classes: 2,506 parameters."""
+    """A small ResNet **without normalisation** (no running statistics, so the model stays a
+    pure function of its parameters; two blocks are shallow enough not to need it):
+
+    conv3×3(width) → relu → `n_blocks` × [conv3×3 → relu → conv3×3, + identity, relu] →
+    global average pool → linear(n_classes).
+
+    Any image size works (the pool is global). Flat inputs need `image_size`, to be reshaped to
+    `(in_channels, image_size, image_size)`.
+
+    Parameters with width 8 and 2 blocks on digits (1 channel, 10 classes): 2,506.
+    """
 
     stem: eqx.nn.Conv2d
     blocks: tuple[_ResidualBlock, ...]
     head: eqx.nn.Linear
+    in_channels: int = eqx.field(static=True)
+    image_size: int | None = eqx.field(static=True)
 
-    def __init__(self, in_channels: int = 1, n_classes: int = 10, *, key, width=8, n_blocks=2):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_classes: int = 10,
+        *,
+        key: PRNGKeyArray,
+        width: int = 8,
+        n_blocks: int = 2,
+        image_size: int | None = None,
+    ):
+        _check.positive_int("in_channels", in_channels)
+        _check.positive_int("n_classes", n_classes)
         _check.positive_int("width", width)
         _check.positive_int("n_blocks", n_blocks)
-        keys = jax.random.split(key, n_blocks + 2)
-        self.stem = eqx.nn.Conv2d(in_channels, width, 3, padding=1, key=keys[0])
-        self.blocks = tuple(_ResidualBlock(width, key=k) for k in keys[1:-1])
-        self.head = eqx.nn.Linear(width, n_classes, key=keys[-1])
+        if image_size is not None:
+            _check.positive_int("image_size", image_size)
+        stem_key, head_key, *block_keys = jax.random.split(key, n_blocks + 2)
+        self.stem = eqx.nn.Conv2d(in_channels, width, 3, padding=1, key=stem_key)
+        self.blocks = tuple(_ResidualBlock(width, key=k) for k in block_keys)
+        self.head = eqx.nn.Linear(width, n_classes, key=head_key)
+        self.in_channels = in_channels
+        self.image_size = image_size
 
-    def __call__(self, x: Float[Array, "c s s"]) -> Float[Array, " k"]:
+    def __call__(self, x: Float[Array, "..."]) -> Float[Array, " k"]:
+        if self.image_size is not None:
+            x = _as_image(x, self.in_channels, self.image_size)
+        elif x.ndim != 3 or x.shape[0] != self.in_channels:
+            raise ValueError(
+                f"input has shape {x.shape}: ({self.in_channels}, H, W) images are required "
+                "(or build the ResNet with image_size to accept flat inputs)."
+            )
         x = jax.nn.relu(self.stem(x))
         for block in self.blocks:
             x = block(x)
@@ -107,98 +180,178 @@ class ResNet(eqx.Module):
 
 
 class _TransformerBlock(eqx.Module):
+    """Pre-norm block: `t + attention(norm(t))`, then `t + mlp(norm(t))`."""
+
     norm1: eqx.nn.LayerNorm
     attention: eqx.nn.MultiheadAttention
     norm2: eqx.nn.LayerNorm
     mlp: eqx.nn.MLP
 
-    def __init__(self, d_model: int, n_heads: int, mlp_ratio: int, *, key):
+    def __init__(self, d_model: int, n_heads: int, mlp_ratio: int, *, key: PRNGKeyArray):
         k1, k2 = jax.random.split(key)
         self.norm1 = eqx.nn.LayerNorm(d_model)
         self.attention = eqx.nn.MultiheadAttention(n_heads, d_model, key=k1)
         self.norm2 = eqx.nn.LayerNorm(d_model)
         self.mlp = eqx.nn.MLP(d_model, d_model, mlp_ratio * d_model, 1, jax.nn.gelu, key=k2)
 
-    def __call__(self, tokens):
+    def __call__(self, tokens: Float[Array, "t m"]) -> Float[Array, "t m"]:
         normed = jax.vmap(self.norm1)(tokens)
         tokens = tokens + self.attention(normed, normed, normed)
         return tokens + jax.vmap(self.mlp)(jax.vmap(self.norm2)(tokens))
 
 
+def _tokenise(image: Float[Array, "c s s"], patch: int | str) -> Float[Array, "t p"]:
+    channels, size, _ = image.shape
+    if patch == "rows":  # row i of every channel is token i
+        return jnp.reshape(jnp.transpose(image, (1, 0, 2)), (size, channels * size))
+    n = size // patch
+    patches = jnp.reshape(image, (channels, n, patch, n, patch))
+    return jnp.reshape(jnp.transpose(patches, (1, 3, 0, 2, 4)), (n * n, channels * patch**2))
+
+
+@final
 class Transformer(eqx.Module):
-    """A small pre-norm Transformer on image rows: the rows of an `S × S` image are `S` tokens
-    of size `S` → linear embedding + learned positions → `n_layers` blocks (multi-head
-    attention, GELU MLP) → mean over tokens → layer norm → linear. On 8×8 digits with
-    `d_model=16`, 2 heads, 1 layer: 2,634 parameters."""
+    """A small pre-norm Transformer (ViT-style) for square images (`(C, S, S)` or flattened):
+
+    tokens → linear(d_model) + learned positional embedding → `n_layers` × [layer norm →
+    multi-head self-attention, + skip; layer norm → MLP(mlp_ratio · d_model, gelu), + skip] →
+    mean over tokens → layer norm → linear(n_classes).
+
+    `patch="rows"` makes the `S` image rows the tokens (size `C·S`: an 8×8 digit is 8 tokens
+    of 8 pixels); an integer `p` dividing `S` uses non-overlapping `p × p` patches instead
+    (`(S/p)²` tokens of size `C·p²`).
+
+    Parameters on 8×8 digits with the defaults (rows, d_model 16, 2 heads, 1 layer,
+    mlp_ratio 2, 10 classes): 2,634.
+    """
 
     embed: eqx.nn.Linear
-    positions: Float[Array, "s m"]
+    positions: Float[Array, "t m"]
     layers: tuple[_TransformerBlock, ...]
     norm: eqx.nn.LayerNorm
     head: eqx.nn.Linear
+    patch: int | str = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
     image_size: int = eqx.field(static=True)
 
     def __init__(
         self,
         n_classes: int = 10,
         *,
-        key,
-        image_size: int = 8,
+        key: PRNGKeyArray,
+        patch: Literal["rows"] | int = "rows",
         d_model: int = 16,
         n_heads: int = 2,
         n_layers: int = 1,
         mlp_ratio: int = 2,
+        image_size: int = 8,
+        in_channels: int = 1,
     ):
-        for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
+        for name, value in (
+            ("n_classes", n_classes),
+            ("d_model", d_model),
+            ("n_heads", n_heads),
+            ("n_layers", n_layers),
+            ("mlp_ratio", mlp_ratio),
+            ("image_size", image_size),
+            ("in_channels", in_channels),
+        ):
             _check.positive_int(name, value)
         if d_model % n_heads:
             raise ValueError(f"n_heads={n_heads} is invalid: it must divide d_model={d_model}.")
-        keys = jax.random.split(key, n_layers + 3)
-        self.image_size = image_size
-        self.embed = eqx.nn.Linear(image_size, d_model, key=keys[0])
-        self.positions = 0.02 * jax.random.normal(keys[1], (image_size, d_model))
+        if patch == "rows":
+            n_tokens, token_size = image_size, in_channels * image_size
+        elif isinstance(patch, int) and not isinstance(patch, bool) and patch >= 1:
+            if image_size % patch:
+                raise ValueError(
+                    f"patch={patch} is invalid: it must divide image_size={image_size}."
+                )
+            n_tokens, token_size = (image_size // patch) ** 2, in_channels * patch**2
+        else:
+            raise ValueError(f"patch={patch!r} is invalid: 'rows' or an integer >= 1.")
+        embed_key, position_key, head_key, *layer_keys = jax.random.split(key, n_layers + 3)
+        self.embed = eqx.nn.Linear(token_size, d_model, key=embed_key)
+        # Small positions, so that at initialisation the tokens' content dominates.
+        self.positions = 0.02 * jax.random.normal(position_key, (n_tokens, d_model))
         self.layers = tuple(
-            _TransformerBlock(d_model, n_heads, mlp_ratio, key=k) for k in keys[2:-1]
+            _TransformerBlock(d_model, n_heads, mlp_ratio, key=k) for k in layer_keys
         )
         self.norm = eqx.nn.LayerNorm(d_model)
-        self.head = eqx.nn.Linear(d_model, n_classes, key=keys[-1])
+        self.head = eqx.nn.Linear(d_model, n_classes, key=head_key)
+        self.patch = patch
+        self.in_channels = in_channels
+        self.image_size = image_size
 
     def __call__(self, x: Float[Array, "..."]) -> Float[Array, " k"]:
-        rows = jnp.reshape(x, (self.image_size, self.image_size))
-        tokens = jax.vmap(self.embed)(rows) + self.positions
+        image = _as_image(x, self.in_channels, self.image_size)
+        tokens = jax.vmap(self.embed)(_tokenise(image, self.patch)) + self.positions
         for layer in self.layers:
             tokens = layer(tokens)
         return self.head(self.norm(jnp.mean(tokens, axis=0)))
 
 
-def _image_side(name: str, feature_shape: tuple[int, ...]) -> tuple[int, int]:
-    """(channels, side) of a square image input, or a ValueError naming the model."""
+def _image_shape(
+    name: str, feature_shape: tuple[int, ...], image_size: int | None
+) -> tuple[int, int]:
+    """`(channels, side)` of the square images an image model will see, or a ValueError."""
     if len(feature_shape) == 3 and feature_shape[1] == feature_shape[2]:
+        if image_size is not None and image_size != feature_shape[1]:
+            raise ValueError(
+                f"image_size={image_size} is invalid: the data has images of shape "
+                f"{feature_shape}."
+            )
         return feature_shape[0], feature_shape[1]
-    if len(feature_shape) == 1 and math.isqrt(feature_shape[0]) ** 2 == feature_shape[0]:
-        if name == "transformer":
-            return 1, math.isqrt(feature_shape[0])
+    size = math.prod(feature_shape)
+    if image_size is not None:
+        side = _check.positive_int("image_size", image_size)
+        if size % (side * side):
+            raise ValueError(
+                f"image_size={image_size} is invalid: the data has feature shape "
+                f"{feature_shape} ({size} values), not a whole number of {side}×{side} channels."
+            )
+        return size // (side * side), side
+    # A flat perfect square is unambiguous for the Transformer: one channel of rows.
+    if name == "transformer" and len(feature_shape) == 1 and math.isqrt(size) ** 2 == size:
+        return 1, math.isqrt(size)
     raise ValueError(
         f"model={name!r} needs square images (channels, S, S); the data has feature shape "
-        f"{feature_shape} (load digits with image=True)."
+        f"{feature_shape} (load digits with image=True, or pass image_size)."
     )
 
 
 def make_model(
-    name: str, n_classes: int, feature_shape: tuple[int, ...], *, key: PRNGKeyArray, **kwargs
-):
-    """Build `"mlp"`, `"lenet"` (alias `"cnn"`), `"resnet"` or `"transformer"` for data of the
-    given feature shape; `kwargs` go to the model (widths, depths, ...)."""
+    name: str,
+    n_classes: int,
+    feature_shape: tuple[int, ...],
+    *,
+    key: PRNGKeyArray,
+    **kwargs,
+) -> MLP | LeNet | ResNet | Transformer:
+    """Build a model for data with the given per-example `feature_shape`.
+
+    **Arguments:**
+
+    - `name`: `"mlp"`, `"lenet"` (alias `"cnn"`), `"resnet"` or `"transformer"`.
+    - `n_classes`: number of logits.
+    - `feature_shape`: shape of one example, e.g. `Dataset.feature_shape`. The image models
+      need `(C, S, S)` images, or flat features together with `image_size=S` (the
+      Transformer also takes a flat perfect square such as `(64,)` as one 8×8 channel).
+    - `key`: initialisation key. `eqx.filter_vmap(lambda k: make_model(..., key=k))(keys)`
+      builds a stacked ensemble.
+    - `kwargs`: passed to the model (`width`, `depth`, `n_blocks`, `d_model`, `patch`, ...).
+    """
     _check.choice("model", name, MODELS)
     _check.positive_int("n_classes", n_classes)
-    feature_shape = tuple(feature_shape)
+    feature_shape = tuple(int(n) if isinstance(n, np.integer) else n for n in feature_shape)
+    if not all(isinstance(n, int) and n >= 1 for n in feature_shape):
+        raise ValueError(
+            f"feature_shape={feature_shape} is invalid: positive integer sizes are required."
+        )
     if name == "mlp":
         return MLP(math.prod(feature_shape), n_classes, key=key, **kwargs)
-    channels, side = _image_side(name, feature_shape)
+    channels, side = _image_shape(name, feature_shape, kwargs.pop("image_size", None))
     if name in ("lenet", "cnn"):
         return LeNet(channels, n_classes, key=key, image_size=side, **kwargs)
     if name == "resnet":
-        return ResNet(channels, n_classes, key=key, **kwargs)
-    if channels != 1:
-        raise ValueError(f"model='transformer' takes one-channel images, not {channels}.")
-    return Transformer(n_classes, key=key, image_size=side, **kwargs)
+        return ResNet(channels, n_classes, key=key, image_size=side, **kwargs)
+    return Transformer(n_classes, key=key, image_size=side, in_channels=channels, **kwargs)
