@@ -259,7 +259,11 @@ def hessian_spectrum(
     k_top, k_slq, k_trace = jax.random.split(key, 3)
     x = jnp.asarray(x)
     top, _ = _flatness.top_eigenvalues(loss, x, k, k_top, n_iter=min(n_iter, x.shape[0]))
-    density = _flatness.spectral_density(loss, x, k_slq, n_probes=n_probes, n_iter=n_iter)
+    # a kernel 1% of the largest |eigenvalue| wide: a curve to plot, not single eigenvalues
+    sigma = 0.01 * max(float(jnp.max(jnp.abs(top))), 1e-12)
+    density = _flatness.spectral_density(
+        loss, x, k_slq, n_probes=n_probes, n_iter=n_iter, grid=400, sigma=sigma
+    )
     trace, trace_se = _flatness.hutchinson_trace(loss, x, k_trace, n_probes=4 * n_probes)
     scale = jnp.max(jnp.abs(density.nodes))
     near = jnp.sum(jnp.where(jnp.abs(density.nodes) < near_zero * scale, density.weights, 0.0))

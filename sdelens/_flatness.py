@@ -9,6 +9,20 @@
 
 Every function takes the loss `f: ℝᵈ → ℝ` as a JAX callable of a flat vector `x` of shape `(d,)`.
 Nothing here changes JAX's configuration: the precision is the dtype of `x`.
+
+**The local-entropy loss.** Chaudhari et al. define the local entropy
+`F(x; γ, T) = log ∫ exp(-f(x')/T - γ/(2T) |x - x'|²) dx'`. The functions here return the
+local-entropy loss
+
+`u(x) = -T log E[exp(-f(x')/T)]`, `x' ~ N(x, (T/γ) I)`,
+
+which is `-T F` with the Gaussian kernel normalised: `u(x) = -T F(x) + (dT/2) log(2πT/γ)`. The
+constant does not depend on `x` (gradients and differences are those of `-T F`) and makes `u = f`
+for a constant `f`: `u` is in units of the loss and smaller is better, like `f` and the smoothed
+loss. Near a minimum with Hessian eigenvalues `lᵢ`, at equal width `s² = T/γ` (MATH.md §7):
+local entropy `≈ f* + (T/2) Σ log(1 + lᵢ/γ)` (log-det penalty), smoothing
+`≈ f* + (T/(2γ)) Σ lᵢ` (trace penalty). As `T → 0` local entropy becomes the Moreau envelope
+`min f(x') + γ/2 |x - x'|²` (no preference for width); as `T` grows it approaches smoothing.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,8 +101,9 @@ def hvp(loss: Loss, x: Float[Array, " d"], v: Float[Array, " d"]) -> Float[Array
     return jax.jvp(jax.grad(loss), (x,), (v,))[1]
 
 
+@eqx.filter_jit
 def dense_hessian(loss: Loss, x: Float[Array, " d"]) -> Float[Array, "d d"]:
-    """The dense Hessian `∇²f(x)` (`jax.hessian`): for checks on small `d` only."""
+    """The dense Hessian `∇²f(x)` (`jax.hessian`, compiled): for checks on small `d` only."""
     return jax.hessian(loss)(x)
 
 
@@ -169,7 +185,13 @@ def lanczos(
         start = jax.random.normal(k_start, (d,), x.dtype)
     elif jnp.shape(start) != (d,):
         raise ValueError(f"start has shape {jnp.shape(start)}: shape ({d},) is needed.")
-    return _lanczos(_hvp_operator(loss, x), jnp.asarray(start, x.dtype), n_iter, k_restart)
+    return _lanczos_of_loss(loss, x, jnp.asarray(start, x.dtype), k_restart, n_iter)
+
+
+@eqx.filter_jit
+def _lanczos_of_loss(loss, x, start, key, n_iter):
+    # compiled once per loss and n_iter: an eager scan would be traced again on every call
+    return _lanczos(_hvp_operator(loss, x), start, n_iter, key)
 
 
 def _tridiagonal(alphas, betas):
@@ -230,6 +252,7 @@ def _gaussian(t, mean, sigma):
     return jnp.exp(-0.5 * ((t - mean) / sigma) ** 2) / (math.sqrt(2 * math.pi) * sigma)
 
 
+@jax.jit
 def _density_on(grid, ritz, weights, sigma):
     """`φ` at arbitrary grid points: one probe at a time keeps memory at `g × m`."""
 
@@ -241,15 +264,29 @@ def _density_on(grid, ritz, weights, sigma):
     return total / ritz.shape[0]
 
 
-def _density_on_uniform_grid(start, spacing, n, ritz, weights, sigma):
-    """`φ` on `start + spacing·(0..n-1)`: each kernel only touches the points within
-    `±_KERNEL_REACH σ` of its node, so a grid fine enough for a narrow kernel stays cheap."""
-    half = math.ceil(_KERNEL_REACH * sigma / spacing)
+@eqx.filter_jit
+def _density_on_uniform_grid(start, spacing, n, half, ritz, weights, sigma):
+    """`φ` on `start + spacing·(0..n-1)`: each kernel only touches the `2·half + 1` points
+    around its node, so a grid fine enough for a narrow kernel stays cheap."""
     nearest = jnp.round((ritz - start) / spacing).astype(jnp.int32)
     index = nearest[..., None] + jnp.arange(-half, half + 1)
     values = weights[..., None] * _gaussian(start + index * spacing, ritz[..., None], sigma)
     total = jnp.zeros(n, ritz.dtype).at[index.ravel()].add(values.ravel(), mode="drop")
     return total / ritz.shape[0]
+
+
+@eqx.filter_jit
+def _quadrature_nodes(loss, x, probes, key, n_iter):
+    """Per probe (row of `probes`): the Ritz values and the squared first components of the
+    eigenvectors of its tridiagonal `T`."""
+    matvec = _hvp_operator(loss, x)
+
+    def quadrature(start, k):
+        alphas, betas, _ = _lanczos(matvec, start, n_iter, k)
+        theta, vectors = jnp.linalg.eigh(_tridiagonal(alphas, betas))
+        return theta, vectors[0] ** 2
+
+    return jax.vmap(quadrature)(probes, jax.random.split(key, probes.shape[0]))
 
 
 def spectral_density(
@@ -296,16 +333,8 @@ def spectral_density(
         _at_least("grid", grid, 2)
 
     k_probes, k_restarts = jax.random.split(key)
-    matvec = _hvp_operator(loss, x)
-
-    def quadrature(start, k):
-        alphas, betas, _ = _lanczos(matvec, start, n_iter, k)
-        theta, vectors = jnp.linalg.eigh(_tridiagonal(alphas, betas))
-        return theta, vectors[0] ** 2
-
     probes = _unit_probes(k_probes, n_probes, d, x.dtype, probe)
-    ritz, weights = jax.vmap(quadrature)(probes, jax.random.split(k_restarts, n_probes))
-
+    ritz, weights = _quadrature_nodes(loss, x, probes, k_restarts, n_iter)
     lo, hi = float(jnp.min(ritz)), float(jnp.max(ritz))
     # a single eigenvalue (H ∝ I) has no range: fall back on its magnitude for the width
     scale = hi - lo if hi > lo else max(abs(lo), abs(hi), 1.0)
@@ -321,14 +350,17 @@ def spectral_density(
             )
         spacing = (high - low) / (n - 1)
         points = low + spacing * jnp.arange(n, dtype=x.dtype)
-        density = _density_on_uniform_grid(low, spacing, n, ritz, weights, sigma)
+        half = math.ceil(_KERNEL_REACH * sigma / spacing)
+        start, spacing, sigma = (jnp.asarray(v, x.dtype) for v in (low, spacing, sigma))
+        density = _density_on_uniform_grid(start, spacing, n, half, ritz, weights, sigma)
         return SpectralDensity(points, density, ritz, weights)
     points = (
         jnp.linspace(low, high, int(grid), dtype=x.dtype)
         if isinstance(grid, (int, np.integer))
         else jnp.asarray(grid, x.dtype)
     )
-    return SpectralDensity(points, _density_on(points, ritz, weights, sigma), ritz, weights)
+    density = _density_on(points, ritz, weights, jnp.asarray(sigma, x.dtype))
+    return SpectralDensity(points, density, ritz, weights)
 
 
 def hutchinson_trace(
@@ -341,7 +373,11 @@ def hutchinson_trace(
     Rademacher probes `Var zᵀHz = 2 Σ_{i≠j} Hᵢⱼ²`, so a diagonal Hessian is estimated exactly.
     """
     x = _as_vector(x)
-    n_probes = _at_least("n_probes", n_probes, 2)
+    return _hutchinson(loss, x, key, _at_least("n_probes", n_probes, 2))
+
+
+@eqx.filter_jit
+def _hutchinson(loss, x, key, n_probes):
     matvec = _hvp_operator(loss, x)
     probes = jax.random.rademacher(key, (n_probes, x.shape[0]), x.dtype)
     terms = jnp.sum(probes * jax.vmap(matvec)(probes), axis=1)
@@ -349,13 +385,6 @@ def hutchinson_trace(
 
 
 # -- local entropy ----------------------------------------------------------------------------
-#
-# Chaudhari et al. (2017) define F(x; γ, T) = log ∫ exp(-f(x')/T - γ/(2T) |x - x'|²) dx'. The
-# functions below return the *local-entropy loss*
-#     u(x) = -T log E[exp(-f(x')/T)],   x' ~ N(x, (T/γ) I),
-# i.e. -T F with the Gaussian kernel normalised: u = -T F(x) + (dT/2) log(2πT/γ). The constant
-# does not depend on x (gradients and differences are those of -T F) and makes u = f for a
-# constant f, so u is measured in units of the loss: smaller is better.
 
 
 class LangevinEstimate(NamedTuple):
@@ -406,12 +435,22 @@ def local_entropy_langevin(
         raise ValueError(f"burn_in={burn_in!r} is invalid: must be an integer in [0, n_steps).")
     if not 0 <= burn_in < n_steps:
         raise ValueError(f"burn_in={burn_in!r} is invalid: allowed range is [0, {n_steps}).")
+    # the scalars are traced: a sweep over them reuses one compilation
+    gamma, temperature, step_size = (
+        jnp.asarray(v, x.dtype) for v in (gamma, temperature, step_size)
+    )
+    return _langevin(loss, x, gamma, temperature, key, n_steps, step_size, n_chains, int(burn_in))
+
+
+@eqx.filter_jit
+def _langevin(loss, x, gamma, temperature, key, n_steps, step_size, n_chains, burn_in):
     grad_f = jax.grad(loss)
     noise_scale = jnp.sqrt(2.0 * step_size * temperature)
     n_kept = n_steps - burn_in
 
     def chain(key):
-        # accumulate x' - x, not x': the variance E[δ²] - E[δ]² then loses no digits to |x|²
+        # accumulate δ = x' - x, not x': δ is of the size of the Gibbs width and of the pull
+        # towards the wells, not of |x|, so E[δ²] - E[δ]² cancels fewer digits
         def step(carry, i):
             xp, total, total_sq = carry
             xi = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
@@ -469,7 +508,7 @@ def local_entropy_laplace(
     newton_steps: int = 20,
 ) -> Float[Array, ""]:
     """The local-entropy loss `u(x) = -T F(x; γ, T) + (dT/2) log(2πT/γ)` (Chaudhari et al.,
-    ICLR 2017; see the note above `LangevinEstimate`) by Laplace's method.
+    ICLR 2017; see the module docstring) by Laplace's method.
 
     `x̂ = argmin f(x') + γ/2 |x - x'|²` is found by `newton_steps` Newton steps from `x` with the
     dense Hessian (small `d`; each step tries 12 step lengths and never increases the
@@ -487,6 +526,12 @@ def local_entropy_laplace(
     x = _as_vector(x)
     _check_entropy(gamma, temperature, allow_zero_temperature=True)
     newton_steps = _check.positive_int("newton_steps", newton_steps)
+    gamma, temperature = jnp.asarray(gamma, x.dtype), jnp.asarray(temperature, x.dtype)
+    return _laplace(loss, x, gamma, temperature, newton_steps)
+
+
+@eqx.filter_jit
+def _laplace(loss, x, gamma, temperature, newton_steps):
     x_hat, envelope = _proximal_point(loss, x, gamma, newton_steps)
     eye = jnp.eye(x.shape[0], dtype=x.dtype)
     sign, logdet = jnp.linalg.slogdet(eye + jax.hessian(loss)(x_hat) / gamma)
@@ -517,7 +562,7 @@ def local_entropy_integral(
     reach: float = 0.0,
 ) -> Float[Array, ""]:
     """The local-entropy loss `u(x) = -T log ∫ N(x'; x, (T/γ) I) exp(-f(x')/T) dx'`
-    (`= -T F(x; γ, T) + (dT/2) log(2πT/γ)`, see the note above `LangevinEstimate`) by quadrature,
+    (`= -T F(x; γ, T) + (dT/2) log(2πT/γ)`, see the module docstring) by quadrature,
     for `d = 1` or `2` (`ValueError` otherwise) and `temperature > 0`.
 
     The integrand is summed over `n` points per axis on the cube `x ± half_width`, with
@@ -535,11 +580,19 @@ def local_entropy_integral(
     if half_width is None:
         half_width = 6.0 * math.sqrt(temperature / gamma) + reach
     _check.positive_finite("half_width", half_width)
+    scalars = (jnp.asarray(v, x.dtype) for v in (gamma, temperature, half_width))
+    return _entropy_quadrature(loss, x, *scalars, n)
+
+
+@eqx.filter_jit
+def _entropy_quadrature(loss, x, gamma, temperature, half_width, n):
     points, log_cell = _grid_points(x, half_width, n)
     coupling = 0.5 * gamma * jnp.sum((points - x) ** 2, axis=-1)
     log_integrand = -(jax.vmap(loss)(points) + coupling) / temperature
     log_normaliser = 0.5 * x.shape[0] * jnp.log(gamma / (2 * jnp.pi * temperature))
-    log_mean = jax.scipy.special.logsumexp(log_integrand) + log_cell + log_normaliser
+    # one axis at a time: float32 rounding then grows with n, not with the n² points in 2-D
+    per_row = jax.scipy.special.logsumexp(log_integrand.reshape(n, -1), axis=1)
+    log_mean = jax.scipy.special.logsumexp(per_row) + log_cell + log_normaliser
     return -temperature * log_mean
 
 
@@ -552,7 +605,7 @@ def local_entropy_loss(
     **options,
 ) -> Float[Array, ""]:
     """The local-entropy loss `u(x) = -T F(x; γ, T) + (dT/2) log(2πT/γ)` (smaller is better,
-    in units of `f`; see the note above `LangevinEstimate`).
+    in units of `f`; see the module docstring).
 
     `method="laplace"`: `local_entropy_laplace` (any small `d`, exact for quadratics,
     `temperature = 0` allowed). `method="integral"`: `local_entropy_integral` (quadrature,
@@ -569,10 +622,10 @@ def local_entropy_loss(
 # -- Gaussian smoothing -----------------------------------------------------------------------
 
 
-def _antithetic_means(fn, x, width, key, n_samples):
-    """`½(fn(x + s z) + fn(x - s z))` for `n_samples // 2` draws `z ~ N(0, I)`: the pair mean
-    cancels every odd term of the expansion of `fn` around `x`."""
-    n_pairs = _at_least("n_samples", n_samples, 4) // 2
+@eqx.filter_jit
+def _antithetic_means(fn, x, width, key, n_pairs):
+    """`½(fn(x + s z) + fn(x - s z))` for `n_pairs` draws `z ~ N(0, I)`: the pair mean cancels
+    every odd term of the expansion of `fn` around `x`."""
     z = jax.random.normal(key, (n_pairs, x.shape[0]), x.dtype)
     batched = jax.vmap(fn)
     return 0.5 * (batched(x + width * z) + batched(x - width * z))
@@ -592,7 +645,8 @@ def smoothed_loss(
     """
     x = _as_vector(x)
     _check.positive_finite("width", width)
-    pairs = _antithetic_means(loss, x, width, key, n_samples)
+    n_pairs = _at_least("n_samples", n_samples, 4) // 2
+    pairs = _antithetic_means(loss, x, jnp.asarray(width, x.dtype), key, n_pairs)
     return jnp.mean(pairs), jnp.std(pairs, ddof=1) / math.sqrt(pairs.shape[0])
 
 
@@ -604,7 +658,8 @@ def smoothed_grad(
     Returns `(estimate, standard error)`, per coordinate."""
     x = _as_vector(x)
     _check.positive_finite("width", width)
-    pairs = _antithetic_means(jax.grad(loss), x, width, key, n_samples)
+    n_pairs = _at_least("n_samples", n_samples, 4) // 2
+    pairs = _antithetic_means(jax.grad(loss), x, jnp.asarray(width, x.dtype), key, n_pairs)
     return jnp.mean(pairs, axis=0), jnp.std(pairs, axis=0, ddof=1) / math.sqrt(pairs.shape[0])
 
 
@@ -617,7 +672,11 @@ def smoothed_loss_integral(
     x = _as_vector(x)
     _check.positive_finite("width", width)
     _low_dimension(x, "smoothed_loss_integral")
-    n = _at_least("n", n, 3)
+    return _smoothing_quadrature(loss, x, jnp.asarray(width, x.dtype), _at_least("n", n, 3))
+
+
+@eqx.filter_jit
+def _smoothing_quadrature(loss, x, width, n):
     points, _ = _grid_points(x, 8.0 * width, n)
     log_kernel = -0.5 * jnp.sum((points - x) ** 2, axis=-1) / width**2
     weights = jax.nn.softmax(log_kernel)

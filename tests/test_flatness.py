@@ -86,7 +86,9 @@ def test_hutchinson_trace_and_its_standard_error(network):
     dense = np.asarray(dense, np.float64)
     off_diagonal = np.sum(dense**2) - np.sum(np.diag(dense) ** 2)
     np.testing.assert_allclose(se, np.sqrt(2 * off_diagonal / n_probes), rtol=0.2)
-    diagonal, _ = flatness.hutchinson_trace(quadratic(jnp.arange(1.0, 6.0)), jnp.ones(5), jax.random.key(0), 2)
+    diagonal, _ = flatness.hutchinson_trace(
+        quadratic(jnp.arange(1.0, 6.0)), jnp.ones(5), jax.random.key(0), 2
+    )
     np.testing.assert_allclose(diagonal, 15.0, rtol=1e-6)  # exact for a diagonal Hessian
 
 
@@ -105,7 +107,13 @@ def test_spectral_density_integrates_to_one_with_mean_trace_over_d(network):
     np.testing.assert_allclose(sd.ritz_values.max(), exact.max(), rtol=1e-3)
     # a wide kernel on a coarse grid of given size, and Gaussian probes
     smooth = flatness.spectral_density(
-        loss, x, jax.random.key(7), n_iter=20, grid=300, sigma=0.05 * np.ptp(exact), probe="gaussian"
+        loss,
+        x,
+        jax.random.key(7),
+        n_iter=40,
+        grid=300,
+        sigma=0.05 * np.ptp(exact),
+        probe="gaussian",
     )
     assert smooth.density.shape == (300,)
     spacing = float(smooth.grid[1] - smooth.grid[0])
@@ -155,10 +163,10 @@ def test_langevin_gradient_and_gibbs_variance_on_a_quadratic(h):
     assert np.all(np.abs(est.variance / gibbs - 1) < 4 * rel_se + eta * k)
     # T = 0: gradient descent to the proximal point, the Moreau envelope's gradient
     cold = flatness.local_entropy_langevin(
-        quadratic(h), x, gamma, 0.0, jax.random.key(0), 2000, 0.05, 2, 1000
+        quadratic(h), x, gamma, 0.0, jax.random.key(0), n_steps, 0.05, n_chains, burn_in
     )
-    np.testing.assert_allclose(cold.grad, want, rtol=1e-5)
-    np.testing.assert_array_equal(cold.std_error, 0.0)
+    np.testing.assert_allclose(cold.grad, want, rtol=1e-4)  # float32 sums over 3500 steps
+    assert np.all(cold.std_error < 1e-6)  # identical deterministic chains
 
 
 def test_smoothed_loss_and_grad_of_a_quadratic():
@@ -186,7 +194,9 @@ def test_local_entropy_prefers_narrow_minimum_when_cold_and_wide_when_hot():
     gamma = 1.0
 
     def gap(temperature, method):  # u(wide) - u(narrow): negative = wide preferred
-        u = [flatness.local_entropy_loss(loss, p, gamma, temperature, method) for p in (wide, narrow)]
+        u = [
+            flatness.local_entropy_loss(loss, p, gamma, temperature, method) for p in (wide, narrow)
+        ]
         return float(u[0] - u[1])
 
     for method in ("integral", "laplace"):
@@ -213,8 +223,14 @@ def test_local_entropy_prefers_narrow_minimum_when_cold_and_wide_when_hot():
         (lambda f, x: flatness.local_entropy_loss(f, x, 1.0, 0.1, "exact"), "method"),
         (lambda f, x: flatness.local_entropy_langevin(f, x, 1.0, 0.1, _KEY, 0), "n_steps"),
         (lambda f, x: flatness.local_entropy_langevin(f, x, 1.0, 0.1, _KEY, 10, 0.0), "step_size"),
-        (lambda f, x: flatness.local_entropy_langevin(f, x, 1.0, 0.1, _KEY, n_chains=0), "n_chains"),
-        (lambda f, x: flatness.local_entropy_langevin(f, x, 1.0, 0.1, _KEY, 10, burn_in=10), "burn_in"),
+        (
+            lambda f, x: flatness.local_entropy_langevin(f, x, 1.0, 0.1, _KEY, n_chains=0),
+            "n_chains",
+        ),
+        (
+            lambda f, x: flatness.local_entropy_langevin(f, x, 1.0, 0.1, _KEY, 10, burn_in=10),
+            "burn_in",
+        ),
         (lambda f, x: flatness.smoothed_loss(f, x, 0.0, _KEY), "width"),
         (lambda f, x: flatness.smoothed_grad(f, x, 0.1, _KEY, n_samples=2), "n_samples"),
         (lambda f, x: flatness.hutchinson_trace(f, x, _KEY, n_probes=0), "n_probes"),

@@ -45,9 +45,7 @@ def _check_split(split: str, x, y, n_classes: int) -> None:
         raise ValueError(f"x_{split} has NaN or infinite entries: finite features are required.")
     outside = y[(y < 0) | (y >= n_classes)]
     if outside.size:
-        raise ValueError(
-            f"y_{split} has labels outside [0, {n_classes}): found {_found(outside)}."
-        )
+        raise ValueError(f"y_{split} has labels outside [0, {n_classes}): found {_found(outside)}.")
 
 
 @final
@@ -278,6 +276,4 @@ def load_npz(
         n_classes = found
     elif _check.positive_int("n_classes", n_classes) < found:
         raise ValueError(f"n_classes={n_classes} is invalid: y has labels up to {found - 1}.")
-    return _make_dataset(
-        x, y, n_classes, path.stem, test_fraction, seed, per_feature=x.ndim <= 2
-    )
+    return _make_dataset(x, y, n_classes, path.stem, test_fraction, seed, per_feature=x.ndim <= 2)

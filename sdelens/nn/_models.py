@@ -297,8 +297,7 @@ def _image_shape(
     if len(feature_shape) == 3 and feature_shape[1] == feature_shape[2]:
         if image_size is not None and image_size != feature_shape[1]:
             raise ValueError(
-                f"image_size={image_size} is invalid: the data has images of shape "
-                f"{feature_shape}."
+                f"image_size={image_size} is invalid: the data has images of shape {feature_shape}."
             )
         return feature_shape[0], feature_shape[1]
     size = math.prod(feature_shape)
