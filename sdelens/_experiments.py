@@ -60,6 +60,11 @@ class OptimizerVsSDE:
 
     def test_accuracy(self) -> dict[str, np.ndarray] | None:
         """Network problems: test accuracy `(n_paths, S)` of the optimizer and SDE runs."""
+        return self._test_accuracy
+
+    @functools.cached_property
+    def _test_accuracy(self) -> dict[str, np.ndarray] | None:
+        # metrics() and figures() both need it: evaluate every path and save once
         if not isinstance(self.problem, NetworkProblem) or self.ref.x is None:
             return None
         return {

@@ -238,7 +238,8 @@ class NetworkProblem(AbstractProblem):
         """`diag Σ₁(x) = (1/n) Σᵢ (∇ℓᵢ - ∇f)²`, per-example gradients in chunks."""
         inputs, labels = self.data.x_train, self.data.y_train
         n = self.data.n_train
-        chunk = min(self._minibatch().chunk_size if self._minibatch() else 128, n)
+        noise = self._minibatch()
+        chunk = min(noise.chunk_size if noise is not None else 128, n)
         n_chunks = -(-n // chunk)
         idx = jnp.arange(n_chunks * chunk).reshape(n_chunks, chunk)
         grad = self.grad(x)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_network
 
 import sdelens as sl
 from sdelens import flatness
@@ -15,20 +16,8 @@ def x64():
         yield
 
 
-def tiny_network_loss():
-    """A 2-layer tanh network on fixed random data, d = 3*8 + 8 + 8 + 1 = 41 parameters."""
-    a = jax.random.normal(jax.random.key(0), (40, 3))
-    y = jnp.sin(a[:, 0]) + 0.5 * a[:, 1]
-
-    def loss(p):
-        w1, b1, w2, b2 = p[:24].reshape(3, 8), p[24:32], p[32:40], p[40]
-        return jnp.mean((jnp.tanh(a @ w1 + b1) @ w2 + b2 - y) ** 2)
-
-    return loss, 0.5 * jax.random.normal(jax.random.key(1), (41,))
-
-
 def test_hvp_lanczos_trace_density_match_dense_hessian():
-    loss, x = tiny_network_loss()
+    loss, x = tiny_network()
     dense = flatness.dense_hessian(loss, x)
     exact = np.linalg.eigvalsh(np.asarray(dense))
     v = jax.random.normal(jax.random.key(2), x.shape)
