@@ -14,6 +14,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import _check
+from ._brownian import CounterBrownianPath
 from ._ensemble import Histogram, RunStats, run_ensemble
 from ._optimizers import AbstractOptimizer
 from ._problems import AbstractProblem
@@ -118,7 +119,7 @@ def _solve_paths(
 
     def one_path(x0, key):
         y0 = sde.initial_state(x0)
-        brownian = diffrax.UnsafeBrownianPath(shape=sde.brownian_shape(x0), key=key)
+        brownian = CounterBrownianPath(sde.brownian_shape(x0), key, x0.dtype)
         sol = diffrax.diffeqsolve(
             sde.terms(brownian, stratonovich=stratonovich),
             solver,
@@ -159,7 +160,10 @@ def simulate(
     """Integrate the optimizer's SDE (`sde_for(opt, prob)`) for `n_paths` independent paths.
 
     The grid is the optimizer's: `t_k = k·lr`, `k = 0 … n_steps`, fixed steps (`StepTo`), one
-    `UnsafeBrownianPath` per path, `ForwardMode` adjoint, all paths under one `jit(vmap)`.
+    Brownian path per path, `ForwardMode` adjoint, all paths under one `jit(vmap)`. The Brownian
+    increments `√Δt ξ` come from a counter-based Threefry hash of `(key, t_k, t_{k+1})` fused
+    into the step (`CounterBrownianPath`: the law of `diffrax.UnsafeBrownianPath`, 15-20%
+    faster per step on CPU, and up to 5x cheaper noise for small ensembles).
     `solver` defaults to `diffrax.Euler()` (Euler–Maruyama, Itô, weak order 1). Itô solvers
     (`Euler`, `ItoMilstein`) integrate the Itô SDE; Stratonovich solvers (`Heun`,
     `EulerHeun`, …) get the Itô→Stratonovich drift correction, so every solver approximates the
