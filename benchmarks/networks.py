@@ -13,7 +13,9 @@ medians of interleaved repeats in the same run; compile time is reported separat
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import resource
 
 import equinox as eqx
 import jax
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--paths", type=int, default=8)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     args = parser.parse_args()
     paths, steps, repeats = (2, 20, 2) if args.quick else (args.paths, args.steps, args.repeats)
     save_every, lr, s = steps // 4, 0.05, 0.01
@@ -88,6 +91,32 @@ def main() -> None:
     for (name, _), (compile_s, run_s) in zip(contenders.items(), rest, strict=True):
         print(f"{name:34s} {compile_s:9.2f} {run_s:8.3f} {run_s / base_time:6.2f}")
     print(f"target for the Gaussian SGD SDE: <= {TARGET}x")
+    if args.json:
+        print(json.dumps(json_rows(args.problem, gaussian.dim, paths, steps, results, contenders)))
+
+
+def json_rows(problem, dim, paths, steps, results, contenders) -> list[dict]:
+    """The rows in `run.py`'s table: each contender against the full-batch gradient scan."""
+    (base_compile, base_time), rest = results[0], results[1:]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return [
+        {
+            "case": f"{problem}: {name}",
+            "d": dim,
+            "paths": paths,
+            "steps": steps,
+            "baseline": "scan of x - lr (grad + s xi)",
+            "baseline_s": base_time,
+            "sdelens_s": run_s,
+            "compile_baseline_s": base_compile,
+            "compile_sdelens_s": compile_s,
+            "ratio": run_s / base_time,
+            "target": f"<= {TARGET}" if i == 0 else "-",
+            "passed": run_s / base_time <= TARGET if i == 0 else True,
+            "peak_rss_gb": peak,
+        }
+        for i, (name, (compile_s, run_s)) in enumerate(zip(contenders, rest, strict=True))
+    ]
 
 
 if __name__ == "__main__":

@@ -1,30 +1,51 @@
-"""sdelens against hand-written JAX baselines of the same computation, in one process.
+"""sdelens against baselines of the same computation: one table of ratios measured in one run.
 
-    python benchmarks/run.py            # full size: d=100, 1000 paths x 1000 steps
-    python benchmarks/run.py --quick    # tiny sizes, a smoke test
+    python benchmarks/run.py                  # the grid below (~10 min on 2 cores)
+    python benchmarks/run.py --quick          # tiny sizes, a smoke test
+    python benchmarks/run.py --case adam 10 1000 --steps 100   # one case as JSON
 
-For each case: compile time (first call minus the median of later calls) and the median run time
-of `--repeats` calls, each ending in `block_until_ready`. Ratios are sdelens / baseline, measured
-in the same run; the targets come from the core issue (<= 1.15x). Nothing is asserted.
+Grid: SignSGD and Adam, d in {10, 1000}, paths in {1e3, 1e5}; steps chosen so that each call
+does ~2e7 coordinate-steps (at least 5, at most 1000), saving at the first and last step.
+Each (optimizer, d, paths) case runs in its own process, so its peak RSS is its own.
+
+- `simulate` vs a hand-written `lax.scan` Euler–Maruyama of the same SDE (the SDE's own drift
+  and diffusion, `jax.random.normal` increments) under `vmap` (target <= 1.15x);
+- `run_optimizer` vs a hand-written scan of the optimizer's update with the same key scheme
+  (target <= 1.15x);
+- `simulate` vs torchsde's `sdeint` (Euler, SignSGD SDE, same paths and steps, one CPU thread
+  each; `vs_torchsde.py`, needs `make bench`'s peers environment) (target >= 8x faster);
+- a network problem (`networks.py`): the SGD SDE step vs a full-batch gradient step.
+
+"core" is the jitted function alone; "public" is the user-facing call with `keep="stats"`
+(validation, key splitting, statistics on device, divergence check). Compile time is the first
+call minus the median of the later ones; contenders are timed in interleaved rounds (median of
+`--repeats`) so that a slow moment of the machine hits all alike. Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import diffrax
 import jax
 import jax.numpy as jnp
-import jax.scipy.special as jsp
 
 import sdelens as sl
 from sdelens._simulate import _optimize_paths, _solve_paths
 
+HERE = Path(__file__).resolve().parent
 TARGET = 1.15
+TORCHSDE_TARGET = 8.0
+LR = 1e-2
 
 
 def _once(fn) -> float:
@@ -45,112 +66,219 @@ def timed(fns, repeats: int) -> list[tuple[float, float]]:
     return [(max(f - m, 0.0), m) for f, m in zip(first, medians, strict=True)]
 
 
-def baseline_sde(kind: str, h, s, lr: float, n_steps: int, save_every: int):
-    """Euler-Maruyama of the SGD / SignSGD SDE on f = ½ Σ h x², scan over steps, vmap over paths."""
+def steps_for(d: int, paths: int) -> int:
+    return int(min(1000, max(5, round(2e7 / (d * paths)))))
 
-    def drift_and_diffusion(x):
-        g = h * x
-        if kind == "sgd":
-            return -g, jnp.sqrt(lr) * s
-        m = jsp.erf(g / (jnp.sqrt(2.0) * s))
-        return -m, jnp.sqrt(lr) * jnp.sqrt(jnp.clip(1.0 - m**2, 0.0))
+
+def problem(d: int) -> sl.Quadratic:
+    noise = sl.GaussianNoise(scale=jnp.linspace(0.5, 2.0, d))
+    return sl.Quadratic(h=jnp.linspace(1.0, 4.0, d), noise=noise)
+
+
+def optimizer(name: str):
+    return {"signsgd": sl.SignSGD(lr=LR), "adam": sl.Adam(lr=LR, beta1=0.9, beta2=0.99)}[name]
+
+
+def baseline_sde(sde, n_steps: int):
+    """Euler–Maruyama `y ← y + b(t, y) dt + G(t, y) √dt ξ` with the SDE's own `b` and `G`,
+    `ξ = jax.random.normal(fold_in(key, k))`: what a user would write by hand with JAX."""
+    dt = sde.lr
 
     def path(x0, key):
-        def step(x, k):
-            b, sigma = drift_and_diffusion(x)
-            dw = jnp.sqrt(lr) * jax.random.normal(jax.random.fold_in(key, k), x.shape)
-            return x + lr * b + sigma * dw, None
+        y0 = sde.initial_state(x0)
+        shape = sde.brownian_shape(x0)
 
-        def block(x, i):
-            x, _ = jax.lax.scan(step, x, i * save_every + jnp.arange(save_every))
-            return x, x
+        def step(y, k):
+            t = k * dt
+            xi = jax.random.normal(jax.random.fold_in(key, k), shape)
+            kick = sde.diffusion(t, y, None).mv(jnp.sqrt(dt) * xi)
+            return y + dt * sde.drift(t, y, None) + kick, None
 
-        _, xs = jax.lax.scan(block, x0, jnp.arange(n_steps // save_every))
-        xs = jnp.concatenate([x0[None], xs])
-        return xs, 0.5 * jnp.sum(h * xs**2, axis=-1)
+        y, _ = jax.lax.scan(step, y0, jnp.arange(n_steps))
+        ys = jnp.stack([y0, y])
+        xs = jax.vmap(sde.parameters)(ys)
+        return ys, xs, jax.vmap(sde.problem.loss)(xs)
 
     return jax.jit(jax.vmap(path))
 
 
-def baseline_optimizer(kind: str, h, s, lr: float, n_steps: int, save_every: int):
-    """x ← x - η u(∇f + s ξ), u = identity (SGD) or sign (SignSGD); same key scheme as sdelens."""
-    update = (lambda g: g) if kind == "sgd" else jnp.sign
+def baseline_optimizer(name: str, prob: sl.Quadratic, opt, n_steps: int):
+    """The update written out (SignSGD: `x - η sign(g)`; Adam: bias-corrected, ε outside the
+    root), `g = ∇f + Z` from `prob.stochastic_grad(x, fold_in(key, k))` as `run_optimizer`."""
 
     def run(x0, key):
-        def step(x, k):
-            g = h * x + s * jax.random.normal(jax.random.fold_in(key, k), x.shape)
-            return x - lr * update(g), None
+        def step(carry, k):
+            x, m, v = carry
+            g = prob.stochastic_grad(x, jax.random.fold_in(key, k))
+            if name == "signsgd":
+                return (x - opt.lr * jnp.sign(g), m, v), None
+            m = opt.beta1 * m + (1 - opt.beta1) * g
+            v = opt.beta2 * v + (1 - opt.beta2) * g**2
+            m_hat = m / (1 - opt.beta1 ** (k + 1))
+            v_hat = v / (1 - opt.beta2 ** (k + 1))
+            return (x - opt.lr * m_hat / (jnp.sqrt(v_hat) + opt.eps), m, v), None
 
-        def block(x, i):
-            x, _ = jax.lax.scan(step, x, i * save_every + jnp.arange(save_every))
-            return x, x
-
-        _, xs = jax.lax.scan(block, x0, jnp.arange(n_steps // save_every))
-        xs = jnp.concatenate([x0[None], xs])
-        return xs, 0.5 * jnp.sum(h * xs**2, axis=-1)
+        zeros = jnp.zeros_like(x0)
+        (x, _, _), _ = jax.lax.scan(step, (x0, zeros, zeros), jnp.arange(n_steps))
+        xs = jnp.stack([x0, x])
+        return xs, jax.vmap(prob.loss)(xs)
 
     return jax.jit(jax.vmap(run))
+
+
+def run_case(name: str, d: int, paths: int, n_steps: int, repeats: int) -> list[dict]:
+    """Time one (optimizer, d, paths) case: simulate and run_optimizer against their baselines."""
+    prob, opt = problem(d), optimizer(name)
+    sde = sl.sde_for(opt, prob)
+    x0 = jnp.ones(d)
+    x0s = jnp.broadcast_to(x0, (paths, d))
+    keys = jax.random.split(jax.random.key(0), paths)
+    key = jax.random.key(1)
+    sde_by_hand = baseline_sde(sde, n_steps)
+    optimizer_by_hand = baseline_optimizer(name, prob, opt, n_steps)
+    contenders = {
+        "simulate": (
+            lambda: sde_by_hand(x0s, keys),
+            lambda: _solve_paths(sde, diffrax.Euler(), False, x0s, keys, n_steps, n_steps),
+            lambda: sl.simulate(opt, prob, x0, n_steps, paths, key, n_steps, keep="stats").stats,
+        ),
+        "run_optimizer": (
+            lambda: optimizer_by_hand(x0s, keys),
+            lambda: _optimize_paths(opt, prob, x0s, keys, n_steps, n_steps),
+            lambda: (
+                sl.run_optimizer(opt, prob, x0, n_steps, paths, key, n_steps, keep="stats").stats
+            ),
+        ),
+    }
+    rows = []
+    for function, fns in contenders.items():
+        (base_c, base_t), (_, core_t), (pub_c, pub_t) = timed(
+            [fns[0], fns[1], _stats_ready(fns[2])], repeats
+        )
+        rows.append(
+            {
+                "case": f"{function} {name}",
+                "d": d,
+                "paths": paths,
+                "steps": n_steps,
+                "baseline": "hand-written lax.scan",
+                "baseline_s": base_t,
+                "core_s": core_t,
+                "sdelens_s": pub_t,
+                "compile_baseline_s": base_c,
+                "compile_sdelens_s": pub_c,
+                "ratio": pub_t / base_t,
+                "target": f"<= {TARGET}",
+                "passed": pub_t / base_t <= TARGET,
+            }
+        )
+    peak = _peak_rss_gb()
+    for row in rows:
+        row["peak_rss_gb"] = peak
+    return rows
+
+
+def _stats_ready(fn):
+    """The public calls return numpy statistics: nothing left to block on."""
+    return lambda: (fn(), jnp.zeros(()))[1]
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def torchsde_rows(sizes, repeats: int) -> list[dict]:
+    import vs_torchsde
+
+    if not vs_torchsde.PEERS_PYTHON.exists():
+        print(f"(no {vs_torchsde.PEERS_PYTHON}: torchsde rows skipped; `make bench` creates it)")
+        return []
+    rows = []
+    for d, paths in sizes:
+        n_steps = steps_for(d, paths)
+        ours, theirs = vs_torchsde.compare(d, paths, n_steps, n_steps, repeats)
+        speedup = theirs["seconds"] / ours["seconds"]
+        rows.append(
+            {
+                "case": "simulate signsgd vs torchsde",
+                "d": d,
+                "paths": paths,
+                "steps": n_steps,
+                "baseline": "torchsde sdeint (euler), 1 thread",
+                "baseline_s": theirs["seconds"],
+                "sdelens_s": ours["seconds"],
+                "compile_baseline_s": 0.0,
+                "compile_sdelens_s": ours["compile"],
+                "ratio": ours["seconds"] / theirs["seconds"],
+                "target": f">= {TORCHSDE_TARGET:g}x faster ({speedup:.1f}x)",
+                "passed": speedup >= TORCHSDE_TARGET,
+                "peak_rss_gb": ours["peak_rss_gb"],
+            }
+        )
+    return rows
+
+
+def network_rows(quick: bool) -> list[dict]:
+    args = ["--json"] + (["--quick", "--problem", "mlp-breast-cancer"] if quick else [])
+    out = subprocess.run(
+        [sys.executable, str(HERE / "networks.py"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        "| case | d | paths | steps | baseline | baseline s | sdelens s | sdelens/baseline | "
+        "target | compile baseline s | compile sdelens s | peak RSS GB |"
+    )
+    print("|" + "---|" * 12)
+    for r in rows:
+        verdict = "" if r["target"] == "-" else " PASS" if r["passed"] else " MISS"
+        print(
+            f"| {r['case']} | {r['d']} | {r['paths']:g} | {r['steps']} | {r['baseline']} | "
+            f"{r['baseline_s']:.3f} | {r['sdelens_s']:.3f} | {r['ratio']:.2f} | "
+            f"{r['target']}{verdict} | {r['compile_baseline_s']:.2f} | "
+            f"{r['compile_sdelens_s']:.2f} | {r['peak_rss_gb']:.2f} |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--dim", type=int, default=100)
-    parser.add_argument("--paths", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--save-every", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--case", nargs=3, metavar=("OPTIMIZER", "D", "PATHS"))
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--no-peers", action="store_true", help="skip the torchsde rows")
     args = parser.parse_args()
-    if args.quick:
-        args.dim, args.paths, args.steps, args.save_every, args.repeats = 10, 64, 100, 10, 2
-    d, n, steps, save = args.dim, args.paths, args.steps, args.save_every
-    lr = 1e-2
-    h, s = jnp.linspace(1.0, 4.0, d), jnp.linspace(0.5, 2.0, d)
-    prob = sl.Quadratic(h=h, noise=sl.GaussianNoise(scale=s))
-    x0 = jnp.ones(d)
-    x0s = jnp.broadcast_to(x0, (n, d))
-    keys = jax.random.split(jax.random.key(0), n)
-
+    if args.case:
+        name, d, paths = args.case[0], int(args.case[1]), int(args.case[2])
+        n_steps = args.steps or steps_for(d, paths)
+        print(json.dumps(run_case(name, d, paths, n_steps, args.repeats)))
+        return
+    dims, path_counts = ((4,), (64,)) if args.quick else ((10, 1000), (1000, 100_000))
+    repeats = 1 if args.quick else args.repeats
     print(
         f"machine: {platform.machine()} {platform.processor() or ''} | {os.cpu_count()} cores | "
-        f"jax {jax.__version__} | devices {jax.devices()}"
+        f"jax {jax.__version__} | {jax.device_count()} {jax.default_backend()} device(s) | "
+        f"median of {repeats}\n",
+        flush=True,
     )
-    print(f"sizes: d={d}, {n} paths x {steps} steps, save every {save}, median of {args.repeats}\n")
     rows = []
-    for kind, opt in (("sgd", sl.SGD(lr=lr)), ("signsgd", sl.SignSGD(lr=lr))):
-        sde = sl.sde_for(opt, prob)
-        cases = {
-            f"simulate {kind}": (
-                baseline_sde(kind, h, s, lr, steps, save),
-                lambda opt=opt: sl.simulate(opt, prob, x0, steps, n, jax.random.key(1), save).x,
-                lambda sde=sde: _solve_paths(sde, diffrax.Euler(), False, x0s, keys, steps, save),
-            ),
-            f"run_optimizer {kind}": (
-                baseline_optimizer(kind, h, s, lr, steps, save),
-                lambda opt=opt: (
-                    sl.run_optimizer(opt, prob, x0, steps, n, jax.random.key(1), save).x
-                ),
-                lambda opt=opt: _optimize_paths(opt, prob, x0s, keys, steps, save),
-            ),
-        }
-        for name, (baseline, public, core) in cases.items():
-            (base_c, base_t), (pub_c, pub_t), (_, core_t) = timed(
-                [lambda b=baseline: b(x0s, keys), public, core], args.repeats
-            )
-            rows.append((name, base_t, core_t, pub_t, base_c, pub_c))
-    header = (
-        "| case | baseline s | sdelens core s | sdelens public s | core/baseline | "
-        "public/baseline | compile baseline s | compile sdelens s | target <= 1.15x |"
-    )
-    print(header)
-    print("|" + "---|" * 9)
-    for name, base_t, core_t, pub_t, base_c, pub_c in rows:
-        ratio = pub_t / base_t
-        verdict = "PASS" if ratio <= TARGET else "MISS"
-        print(
-            f"| {name} | {base_t:.3f} | {core_t:.3f} | {pub_t:.3f} | {core_t / base_t:.2f}x | "
-            f"{ratio:.2f}x | {base_c:.2f} | {pub_c:.2f} | {verdict} |"
-        )
+    for name in ("signsgd", "adam"):
+        for d in dims:
+            for paths in path_counts:
+                command = [sys.executable, __file__, "--case", name, str(d), str(paths)]
+                command += ["--repeats", str(repeats)] + (["--steps", "20"] if args.quick else [])
+                out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                rows += json.loads(out.strip().splitlines()[-1])
+                print(f"done: {name} d={d} paths={paths}", file=sys.stderr, flush=True)
+    if not args.no_peers:
+        rows += torchsde_rows([(d, p) for d in dims for p in path_counts], repeats)
+    rows += network_rows(args.quick)
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ PEERS_PYTHON = HERE / ".venv-peers" / "bin" / "python"
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 JAX_SIDE = r"""
-import json, statistics, sys, time
+import json, resource, statistics, sys, time
 import jax, jax.numpy as jnp
 import sdelens as sl
 d, n, steps, save, repeats = map(int, sys.argv[1:6])
@@ -40,7 +40,9 @@ first, run = once()
 times = [once()[0] for _ in range(repeats)]
 median = statistics.median(times)
 loss = float(run.mean_loss[-1])
-print(json.dumps({"seconds": median, "compile": first - median, "final_loss": loss}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+out = {"seconds": median, "compile": first - median, "final_loss": loss, "peak_rss_gb": peak}
+print(json.dumps(out))
 """
 
 TORCH_SIDE = r"""
@@ -82,6 +84,15 @@ def run_side(python: str, code: str, args: list[str], env: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compare(d: int, paths: int, steps: int, save_every: int, repeats: int) -> tuple[dict, dict]:
+    """(sdelens, torchsde) results of the SignSGD SDE, each side in its own one-thread process."""
+    sizes = [str(v) for v in (d, paths, steps, save_every, repeats)]
+    env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD_XLA, "OMP_NUM_THREADS": "1"}
+    return run_side(sys.executable, JAX_SIDE, sizes, env), run_side(
+        str(PEERS_PYTHON), TORCH_SIDE, sizes, env
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=100)
@@ -92,10 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     if not PEERS_PYTHON.exists():
         sys.exit(f"{PEERS_PYTHON} is missing: run `make bench` to create the peers environment.")
-    sizes = [str(v) for v in (args.dim, args.paths, args.steps, args.save_every, args.repeats)]
-    env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD_XLA, "OMP_NUM_THREADS": "1"}
-    ours = run_side(sys.executable, JAX_SIDE, sizes, env)
-    theirs = run_side(str(PEERS_PYTHON), TORCH_SIDE, sizes, env)
+    ours, theirs = compare(args.dim, args.paths, args.steps, args.save_every, args.repeats)
     speedup = theirs["seconds"] / ours["seconds"]
     print(f"SignSGD SDE, d={args.dim}, {args.paths} paths x {args.steps} steps, one thread each\n")
     print("| | seconds (median) | final E f | compile s |")
