@@ -9,7 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, UInt32
 
-__all__ = ["CounterBrownianPath", "threefry2x32", "standard_normal"]
+__all__ = [
+    "CounterBrownianPath",
+    "EnsembleBrownianPath",
+    "threefry2x32",
+    "standard_normal",
+    "standard_normal_by_path",
+]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -58,16 +64,39 @@ def standard_normal(key: tuple[UInt32[Array, ""], UInt32[Array, ""]], shape, dty
     dtype = np.dtype(dtype)
     size = int(np.prod(shape))
     if dtype == np.float64:
-        hi, lo = threefry2x32(key, (jnp.arange(size, dtype=jnp.uint32), jnp.zeros((), jnp.uint32)))
-        m = (hi.astype(jnp.uint64) >> 6) << 27 | (lo.astype(jnp.uint64) >> 5)
-        u = _centred_uniform(m, 53, dtype)
-    else:
-        counters = jnp.arange((size + 1) // 2, dtype=jnp.uint32)
-        a, b = threefry2x32(key, (counters, jnp.zeros((), jnp.uint32)))
-        # Interleaved, not concatenated: XLA then fuses the hash into one loop.
-        words = jnp.stack([a, b], axis=-1).reshape(-1)[:size]
-        u = _centred_uniform(words >> np.uint32(8), 24, np.dtype(np.float32)).astype(dtype)
-    return (np.sqrt(2.0).astype(dtype) * jax.lax.erf_inv(u)).reshape(shape)
+        return _normal_53(key, jnp.arange(size, dtype=jnp.uint32), dtype).reshape(shape)
+    counters = jnp.arange((size + 1) // 2, dtype=jnp.uint32)
+    a, b = threefry2x32(key, (counters, jnp.zeros((), jnp.uint32)))
+    # Interleaved, not concatenated: XLA then fuses the hash into one loop.
+    words = jnp.stack([a, b], axis=-1).reshape(-1)[:size]
+    return _normal_24(words, dtype).reshape(shape)
+
+
+def standard_normal_by_path(
+    keys: tuple[UInt32[Array, " n"], UInt32[Array, " n"]], size: int, dtype
+) -> Float[Array, "size n"]:
+    """`size` standard normal draws for each of `n` keys, laid out `(size, n)`: paths on the
+    minor axis, so that XLA's loops run along the paths (fast for small `size`). One hash per
+    draw (using both words costs the hash twice in a fused loop); float64 as `standard_normal`.
+    """
+    dtype = np.dtype(dtype)
+    counters = jnp.arange(size, dtype=jnp.uint32)[:, None]
+    key = (keys[0][None, :], keys[1][None, :])
+    if dtype == np.float64:
+        return _normal_53(key, counters, dtype)
+    a, _ = threefry2x32(key, (counters, jnp.zeros((), jnp.uint32)))
+    return _normal_24(a, dtype)
+
+
+def _normal_24(words: UInt32[Array, "*n"], dtype) -> Float[Array, "*n"]:
+    u = _centred_uniform(words >> np.uint32(8), 24, np.dtype(np.float32)).astype(dtype)
+    return np.sqrt(2.0).astype(dtype) * jax.lax.erf_inv(u)
+
+
+def _normal_53(key, counters: UInt32[Array, "*n"], dtype) -> Float[Array, "*n"]:
+    hi, lo = threefry2x32(key, (counters, jnp.zeros((), jnp.uint32)))
+    m = (hi.astype(jnp.uint64) >> 6) << 27 | (lo.astype(jnp.uint64) >> 5)
+    return np.sqrt(2.0).astype(dtype) * jax.lax.erf_inv(_centred_uniform(m, 53, dtype))
 
 
 def _step_key(words: UInt32[Array, "2"], t0, t1) -> tuple[UInt32[Array, ""], UInt32[Array, ""]]:
@@ -81,25 +110,14 @@ def _step_key(words: UInt32[Array, "2"], t0, t1) -> tuple[UInt32[Array, ""], UIn
     return key
 
 
-class CounterBrownianPath(diffrax.AbstractBrownianPath):
-    """Independent increments `W(t₁) - W(t₀) = √(t₁ - t₀) ξ`, `ξ ~ N(0, I)` drawn from a
-    counter-based hash of `(key, t₀, t₁)`: the same contract as `diffrax.UnsafeBrownianPath`
-    (fixed steps, no backpropagation, no Lévy area) and the same law, but each step's draw is
-    one fused Threefry hash of a counter instead of two `fold_in`s, a `split` and a
-    `jax.random.normal` call (each a separate loop on CPU). Deterministic in `(key, t₀, t₁)`.
-    """
+class _AbstractCounterPath(diffrax.AbstractBrownianPath):
+    """Increments `√(t₁ - t₀) ξ` with `ξ` hashed from `(key, t₀, t₁)`: the contract of
+    `diffrax.UnsafeBrownianPath` (fixed steps, no backpropagation, no Lévy area)."""
 
     shape: tuple[int, ...] = eqx.field(static=True)
     dtype: np.dtype = eqx.field(static=True)
-    words: UInt32[Array, "2"]
+    words: UInt32[Array, "2 ..."]
     levy_area: type = eqx.field(static=True)
-
-    def __init__(self, shape: tuple[int, ...], key: PRNGKeyArray, dtype=None):
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(jnp.result_type(float) if dtype is None else dtype)
-        # Two words from any key implementation (threefry, rbg, ...): the hash's key.
-        self.words = jax.random.bits(key, (2,), jnp.uint32)
-        self.levy_area = diffrax.BrownianIncrement
 
     @property
     def t0(self):
@@ -109,16 +127,63 @@ class CounterBrownianPath(diffrax.AbstractBrownianPath):
     def t1(self):
         return jnp.inf
 
+    def _normals(self, key):
+        raise NotImplementedError
+
     def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
         del left
         if use_levy:
             raise ValueError(
-                "CounterBrownianPath has no Lévy area: use diffrax.VirtualBrownianTree for "
+                f"{type(self).__name__} has no Lévy area: use diffrax.VirtualBrownianTree for "
                 "solvers that need it."
             )
         if t1 is None:
             t0, t1 = jnp.zeros_like(t0), t0
         t0 = jax.lax.stop_gradient(jnp.asarray(t0, self.dtype))
         t1 = jax.lax.stop_gradient(jnp.asarray(t1, self.dtype))
-        xi = standard_normal(_step_key(self.words, t0, t1), self.shape, self.dtype)
-        return jnp.sqrt(t1 - t0) * xi
+        return jnp.sqrt(t1 - t0) * self._normals(_step_key(self.words, t0, t1))
+
+
+def _key_words(key: PRNGKeyArray) -> UInt32[Array, "2"]:
+    """Two words from any key implementation (threefry, rbg, ...): the hash's key."""
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
+def _float_dtype(dtype) -> np.dtype:
+    return np.dtype(jnp.result_type(float) if dtype is None else dtype)
+
+
+class CounterBrownianPath(_AbstractCounterPath):
+    """One path's Brownian motion: `W(t₁) - W(t₀) = √(t₁ - t₀) ξ`, `ξ ~ N(0, I)` of `shape`
+    drawn from a counter-based Threefry hash of `(key, t₀, t₁)`. Same law as
+    `diffrax.UnsafeBrownianPath`, but each step's draw is one hash fused into the step instead
+    of two `fold_in`s, a `split` and a `jax.random.normal` (each a separate loop on CPU).
+    Deterministic in `(key, t₀, t₁)`.
+    """
+
+    def __init__(self, shape: tuple[int, ...], key: PRNGKeyArray, dtype=None):
+        self.shape = tuple(shape)
+        self.dtype = _float_dtype(dtype)
+        self.words = _key_words(key)
+        self.levy_area = diffrax.BrownianIncrement
+
+    def _normals(self, key):
+        return standard_normal(key, self.shape, self.dtype)
+
+
+class EnsembleBrownianPath(_AbstractCounterPath):
+    """`n` independent Brownian motions of `shape`, one per key, evaluated together with the
+    paths on the last axis: `evaluate(t₀, t₁)` has shape `(*shape, n)`. For integrating a whole
+    ensemble as one state `(state, n)`, which is faster than `vmap` over paths when the state
+    is small (XLA's loops then run along the paths)."""
+
+    def __init__(self, shape: tuple[int, ...], keys: PRNGKeyArray, dtype=None):
+        self.shape = tuple(shape)
+        self.dtype = _float_dtype(dtype)
+        self.words = jax.vmap(_key_words, out_axes=1)(keys)
+        self.levy_area = diffrax.BrownianIncrement
+
+    def _normals(self, key):
+        size = int(np.prod(self.shape))
+        z = standard_normal_by_path(key, size, self.dtype)
+        return z.reshape(*self.shape, self.words.shape[1])
