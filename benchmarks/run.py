@@ -104,7 +104,8 @@ def baseline_sde(sde, n_steps: int):
 
 def baseline_optimizer(name: str, prob: sl.Quadratic, opt, n_steps: int):
     """The update written out (SignSGD: `x - η sign(g)`; Adam: bias-corrected, ε outside the
-    root), `g = ∇f + Z` from `prob.stochastic_grad(x, fold_in(key, k))` as `run_optimizer`."""
+    root), `g = ∇f + Z` from `prob.stochastic_grad(x, fold_in(key, k))` as `run_optimizer`;
+    returns what `run_optimizer` returns: the state (Adam: `(x, m, v)`) at the saves."""
 
     def run(x0, key):
         def step(carry, k):
@@ -119,9 +120,14 @@ def baseline_optimizer(name: str, prob: sl.Quadratic, opt, n_steps: int):
             return (x - opt.lr * m_hat / (jnp.sqrt(v_hat) + opt.eps), m, v), None
 
         zeros = jnp.zeros_like(x0)
-        (x, _, _), _ = jax.lax.scan(step, (x0, zeros, zeros), jnp.arange(n_steps))
-        xs = jnp.stack([x0, x])
-        return xs, jax.vmap(prob.loss)(xs)
+        start = (x0, zeros, zeros)
+        end, _ = jax.lax.scan(step, start, jnp.arange(n_steps))
+        if name == "signsgd":
+            ys = jnp.stack([x0, end[0]])
+        else:
+            ys = jnp.stack([jnp.concatenate(start), jnp.concatenate(end)])
+        xs = ys[:, : x0.shape[0]]
+        return ys, xs, jax.vmap(prob.loss)(xs)
 
     return jax.jit(jax.vmap(run))
 
@@ -232,15 +238,16 @@ def network_rows(quick: bool) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     print(
         "| case | d | paths | steps | baseline | baseline s | sdelens s | sdelens/baseline | "
-        "target | compile baseline s | compile sdelens s | peak RSS GB |"
+        "target | core/baseline | compile baseline s | compile sdelens s | peak RSS GB |"
     )
-    print("|" + "---|" * 12)
+    print("|" + "---|" * 13)
     for r in rows:
         verdict = "" if r["target"] == "-" else " PASS" if r["passed"] else " MISS"
+        core = f"{r['core_s'] / r['baseline_s']:.2f}" if "core_s" in r else "-"
         print(
             f"| {r['case']} | {r['d']} | {r['paths']:g} | {r['steps']} | {r['baseline']} | "
             f"{r['baseline_s']:.3f} | {r['sdelens_s']:.3f} | {r['ratio']:.2f} | "
-            f"{r['target']}{verdict} | {r['compile_baseline_s']:.2f} | "
+            f"{r['target']}{verdict} | {core} | {r['compile_baseline_s']:.2f} | "
             f"{r['compile_sdelens_s']:.2f} | {r['peak_rss_gb']:.2f} |"
         )
 

@@ -234,9 +234,13 @@ def _run_local(core, x0s, keys, keep, chunk_size, hist, devices, n_valid: int):
     mesh = _mesh(devices)
     gathered, stats = [], None
     for start in range(0, n, chunk):
-        index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad with the last path
         real = max(0, min(chunk, n_valid - start))
-        ys, xs, loss = core(_place(mesh, x0s[index]), _place(mesh, keys[index]))
+        if chunk == n:  # one chunk of every path: no copy
+            x0s_chunk, keys_chunk = x0s, keys
+        else:
+            index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad with the last path
+            x0s_chunk, keys_chunk = x0s[index], keys[index]
+        ys, xs, loss = core(_place(mesh, x0s_chunk), _place(mesh, keys_chunk))
         if keep == "paths":
             gathered.append([np.asarray(a)[:real] for a in (ys, xs, loss)])
             continue
