@@ -260,6 +260,9 @@ def demo(
         metrics = both.metrics()
         per_opt[opt.name] = metrics
         rows += _compare_rows(opt.name, both, metrics)
+        # The first numbers reach the user before the second ensemble and the figures.
+        _, loss_opt, loss_sde, theory, *_ = rows[-1]
+        _say(f"  final E f: optimizer {loss_opt:.5f}, SDE {loss_sde:.5f}, theory {theory:.5f}")
         runs[f"{opt.name}_optimizer"], runs[f"{opt.name}_sde"] = both.ref, both.run
         figures.update({f"{opt.name}_{k}": v for k, v in both.figures().items()})
     figures["signsgd_phases"] = sl.plot.phases(runs["signsgd_optimizer"], prob.noise, prob)
