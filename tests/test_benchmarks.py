@@ -15,12 +15,14 @@ def test_benchmark_script_runs_quick():
         check=True,
         timeout=600,
     ).stdout
-    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")][1:]
-    cases = [row[0].strip() for row in rows]
+    lines = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0]]
+    rows = [dict(zip(header, (cell.strip() for cell in line), strict=True)) for line in lines[1:]]
+    cases = [row["case"] for row in rows]
     for function in ("simulate", "run_optimizer"):
         for optimizer in ("signsgd", "adam"):
             assert f"{function} {optimizer}" in cases
     assert sum("SDE" in case for case in cases) == 4  # the network rows
     for row in rows:
-        assert float(row[7]) > 0  # sdelens/baseline
-        assert float(row[11]) > 0  # peak RSS GB
+        assert float(row["sdelens/baseline"]) > 0
+        assert float(row["peak RSS GB"]) > 0
