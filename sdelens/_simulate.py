@@ -177,8 +177,8 @@ def _solve_paths(
     Small states (`≤ PATHS_MINOR_MAX_STATE`, or `paths_minor=True`) with Euler, Heun or
     EulerHeun are integrated as one ensemble state `(state, n_paths)`, so XLA's loops run along
     the paths (~3x faster for d ≤ 10); others path by path under `vmap`. Both draw every path's
-    noise from its own key only (chunking and sharding do not change a path), but the two
-    layouts draw different numbers.
+    noise from its own key only (chunking and sharding do not change a path); in float32 the
+    two layouts draw different numbers (same law), in float64 the same ones.
     """
     n_steps, save_every = n_steps * substeps, save_every * substeps
     ts = (sde.lr / substeps) * jnp.arange(n_steps + 1, dtype=x0s.dtype)
@@ -229,8 +229,9 @@ def simulate(
     into the step (`CounterBrownianPath`: the law of `diffrax.UnsafeBrownianPath`, 15-20%
     faster per step on CPU). States of at most 12 numbers (Euler, Heun, EulerHeun) are
     integrated as one ensemble with the paths on the minor axis (`EnsembleBrownianPath`), ~3x
-    faster than `vmap` over paths at d ≤ 10; the two layouts draw different numbers from the
-    same keys (same law, tested), and the layout depends on the state size and solver only.
+    faster than `vmap` over paths at d ≤ 10; in float32 the two layouts draw different numbers
+    from the same keys (same law, tested), and the layout depends on the state size and solver
+    only.
     `solver` defaults to `diffrax.Euler()` (Euler–Maruyama, Itô, weak order 1). Itô solvers
     (`Euler`, `ItoMilstein`) integrate the Itô SDE; Stratonovich solvers (`Heun`,
     `EulerHeun`, …) get the Itô→Stratonovich drift correction, so every solver approximates the
