@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 import diffrax
 import equinox as eqx
 import jax
@@ -127,8 +129,9 @@ class _AbstractCounterPath(diffrax.AbstractBrownianPath):
     def t1(self):
         return jnp.inf
 
-    def _normals(self, key):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _normals(self, key) -> Array:
+        """Standard normal draws of the evaluated shape from the step's hash key."""
 
     def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
         del left
