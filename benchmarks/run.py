@@ -158,7 +158,7 @@ def run_case(name: str, d: int, paths: int, n_steps: int, repeats: int) -> list[
     }
     rows = []
     for function, fns in contenders.items():
-        (base_c, base_t), (_, core_t), (pub_c, pub_t) = timed(
+        (base_c, base_t), (core_c, core_t), (pub_c, pub_t) = timed(
             [fns[0], fns[1], _stats_ready(fns[2])], repeats
         )
         rows.append(
@@ -172,7 +172,8 @@ def run_case(name: str, d: int, paths: int, n_steps: int, repeats: int) -> list[
                 "core_s": core_t,
                 "sdelens_s": pub_t,
                 "compile_baseline_s": base_c,
-                "compile_sdelens_s": pub_c,
+                # The core's first call compiles what the public call then reuses.
+                "compile_sdelens_s": core_c + pub_c,
                 "ratio": pub_t / base_t,
                 "target": f"<= {TARGET}",
                 "passed": pub_t / base_t <= TARGET,
