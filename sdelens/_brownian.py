@@ -90,15 +90,20 @@ def standard_normal_by_path(
     return _normal_24(a, dtype)
 
 
+def _inverse_cdf(u: Float[Array, "*n"]) -> Float[Array, "*n"]:
+    """`Φ⁻¹((u + 1)/2) = √2 erfinv(u)` for `u` in `(-1, 1)`."""
+    return np.sqrt(2.0).astype(u.dtype) * jax.lax.erf_inv(u)
+
+
 def _normal_24(words: UInt32[Array, "*n"], dtype) -> Float[Array, "*n"]:
     u = _centred_uniform(words >> np.uint32(8), 24, np.dtype(np.float32)).astype(dtype)
-    return np.sqrt(2.0).astype(dtype) * jax.lax.erf_inv(u)
+    return _inverse_cdf(u)
 
 
 def _normal_53(key, counters: UInt32[Array, "*n"], dtype) -> Float[Array, "*n"]:
     hi, lo = threefry2x32(key, (counters, jnp.zeros((), jnp.uint32)))
     m = (hi.astype(jnp.uint64) >> 6) << 27 | (lo.astype(jnp.uint64) >> 5)
-    return np.sqrt(2.0).astype(dtype) * jax.lax.erf_inv(_centred_uniform(m, 53, dtype))
+    return _inverse_cdf(_centred_uniform(m, 53, dtype))
 
 
 def _step_key(words: UInt32[Array, "2"], t0, t1) -> tuple[UInt32[Array, ""], UInt32[Array, ""]]:
