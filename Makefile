@@ -23,6 +23,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 tests
 	$(BIN)/python -m pytest -q -n 2 --nbmake --nbmake-timeout=600 notebooks
 
@@ -41,6 +42,7 @@ bench: $(VENV)/.installed $(PEERS)/bin/python
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(PEERS) results .pytest_cache
+	rm -rf $(VENV) $(PEERS) results .pytest_cache .import_linter_cache

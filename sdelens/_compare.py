@@ -16,6 +16,8 @@ class Comparison:
     """Run `b` (usually the SDE) measured against run `a` (usually the optimizer).
 
     Attributes:
+        labels: the names of `a` and `b` in `metrics()` (by default their kinds,
+            `("optimizer", "sde")`).
         ts: `(S,)` common times.
         mean_loss_a, mean_loss_b, se_a, se_b: `(S,)` mean loss over paths and its Monte Carlo
             standard error.
@@ -28,6 +30,7 @@ class Comparison:
         diverged_a, diverged_b: divergence flags of the runs.
     """
 
+    labels: tuple[str, str]
     ts: np.ndarray
     mean_loss_a: np.ndarray
     mean_loss_b: np.ndarray
@@ -44,32 +47,37 @@ class Comparison:
     diverged_b: bool
 
     def metrics(self) -> dict:
-        """JSON-ready numbers (as written to summary.json)."""
+        """JSON-ready numbers (as written to summary.json), keyed by `labels`."""
+        a, b = self.labels
         out = {
             "max_rel_mean_loss_error": self.max_rel_mean_loss_error,
             "max_abs_mean_loss_error": self.max_abs_mean_loss_error,
             "max_z": self.max_z,
-            "final_mean_loss": {
-                "optimizer": float(self.mean_loss_a[-1]),
-                "sde": float(self.mean_loss_b[-1]),
-            },
-            "final_mean_loss_se": {"optimizer": float(self.se_a[-1]), "sde": float(self.se_b[-1])},
-            "diverged": {"optimizer": self.diverged_a, "sde": self.diverged_b},
+            "final_mean_loss": {a: float(self.mean_loss_a[-1]), b: float(self.mean_loss_b[-1])},
+            "final_mean_loss_se": {a: float(self.se_a[-1]), b: float(self.se_b[-1])},
+            "diverged": {a: self.diverged_a, b: self.diverged_b},
         }
         out["final_max_abs_mean_error"] = float(np.max(np.abs(self.final_mean_error)))
         out["final_max_abs_var_error"] = float(np.max(np.abs(self.final_var_error)))
         return out
 
 
-def compare(a: Run, b: Run) -> Comparison:
-    """Weak error of `b` against `a`: mean loss over time with Monte Carlo errors, and moments.
+def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison:
+    """Weak error of `b` against `a`: mean loss over time with Monte Carlo errors, and moments
+    (docs/math.md §1).
 
     Both runs must share the save grid (same `steps` and `ts`). Paths that went non-finite are
     left out of the means; the divergence flags say whether that happened. Works the same on
-    runs that kept every path and on runs that kept statistics only.
+    runs that kept every path and on runs that kept statistics only. `labels` name the runs in
+    `metrics()`: by default their kinds (`"optimizer"`, `"sde"`), or `("a", "b")` when both
+    runs are of one kind.
     """
     if not isinstance(a, Run) or not isinstance(b, Run):
         raise ValueError("compare(a, b) takes two sdelens Run objects.")
+    if labels is None:
+        labels = (a.kind, b.kind) if a.kind != b.kind else ("a", "b")
+    if len(labels) != 2 or labels[0] == labels[1]:
+        raise ValueError(f"labels={labels!r} is invalid: two different names are required.")
     if a.steps.shape != b.steps.shape or not np.array_equal(a.steps, b.steps):
         raise ValueError(
             f"the runs have different save grids (steps {a.steps[:3]}...{a.steps[-1]} vs "
@@ -87,6 +95,7 @@ def compare(a: Run, b: Run) -> Comparison:
     final_mean = sb.x_mean[-1] - sa.x_mean[-1]
     final_var = sb.x_var[-1] - sa.x_var[-1]
     return Comparison(
+        labels=(str(labels[0]), str(labels[1])),
         ts=np.asarray(a.ts),
         mean_loss_a=mean_a,
         mean_loss_b=mean_b,

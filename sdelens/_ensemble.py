@@ -170,10 +170,11 @@ def run_ensemble(
     hist: Histogram | None = None,
     devices: Sequence | None = None,
 ):
-    """Run `core(x0s_chunk, keys_chunk) -> (ys, xs, loss)` over all paths.
+    """Run `core(x0s_chunk, keys_chunk) -> (states, loss)` over all paths; `states` is a
+    named tuple of arrays `(paths, saves, ...)` whose field `x` holds the parameters.
 
-    Returns `(ys, xs, loss, None)` as host arrays for `keep="paths"`, or
-    `(None, None, None, RunStats)` for `keep="stats"`. Path `i` always uses `keys[i]`, so
+    Returns `(states, loss, None)` as host arrays for `keep="paths"`, or
+    `(None, None, RunStats)` for `keep="stats"`. Path `i` always uses `keys[i]`, so
     chunking and sharding do not change the result (up to float rounding).
 
     Under `jax.distributed` (several processes, e.g. one per host), process `p` runs the `p`-th
@@ -199,19 +200,20 @@ def run_ensemble(
     # Padding rows repeat path n-1; they sit at the end of the global order, where the gather
     # cuts them off, but statistics must not count them.
     n_valid = share if keep == "paths" else real
-    ys, xs, loss, stats = _run_local(
+    states, loss, stats = _run_local(
         core, x0s[index], keys[index], keep, chunk_size, hist, devices, n_valid
     )
-    return _gather(ys, xs, loss, stats, n)
+    return _gather(states, loss, stats, n)
 
 
-def _gather(ys, xs, loss, stats, n: int):
+def _gather(states, loss, stats, n: int):
     """Every process's share → the whole ensemble, in path order, on every process."""
     from jax.experimental import multihost_utils
 
     if stats is None:
-        parts = multihost_utils.process_allgather((ys, xs, loss))
-        return tuple(np.asarray(p).reshape(-1, *p.shape[2:])[:n] for p in parts) + (None,)
+        parts = multihost_utils.process_allgather((states, loss))
+        states, loss = jax.tree.map(lambda p: np.asarray(p).reshape(-1, *p.shape[2:])[:n], parts)
+        return states, loss, None
     fields = [stats.count, stats.loss_mean, stats.loss_m2, stats.x_mean, stats.x_m2]
     if stats.hist_counts is not None:
         fields.append(stats.hist_counts)
@@ -224,7 +226,7 @@ def _gather(ys, xs, loss, stats, n: int):
             hist_counts=None if stats.hist_counts is None else np.asarray(gathered[5][p]),
         )
         merged = part if merged is None else merged.merge(part)
-    return None, None, None, merged
+    return None, None, merged
 
 
 def _run_local(core, x0s, keys, keep, chunk_size, hist, devices, n_valid: int):
@@ -240,14 +242,14 @@ def _run_local(core, x0s, keys, keep, chunk_size, hist, devices, n_valid: int):
         else:
             index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad with the last path
             x0s_chunk, keys_chunk = x0s[index], keys[index]
-        ys, xs, loss = core(_place(mesh, x0s_chunk), _place(mesh, keys_chunk))
+        states, loss = core(_place(mesh, x0s_chunk), _place(mesh, keys_chunk))
         if keep == "paths":
-            gathered.append([np.asarray(a)[:real] for a in (ys, xs, loss)])
+            gathered.append(jax.tree.map(lambda a, n=real: np.asarray(a)[:n], (states, loss)))
             continue
         valid = _place(mesh, jnp.arange(chunk) < real)
-        part = _stats(_moments_jit(xs, loss, valid, hist), hist)
+        part = _stats(_moments_jit(states.x, loss, valid, hist), hist)
         stats = part if stats is None else stats.merge(part)
     if keep == "stats":
-        return None, None, None, stats
-    ys, xs, loss = (np.concatenate(parts) for parts in zip(*gathered, strict=True))
-    return ys, xs, loss, None
+        return None, None, stats
+    states, loss = jax.tree.map(lambda *parts: np.concatenate(parts), *gathered)
+    return states, loss, None

@@ -1,33 +1,20 @@
-"""`Run`: the saved output of `simulate` or `run_optimizer`, and its files on disk."""
+"""`Run`: the saved output of `simulate` or `run_optimizer`, and reading and writing results
+directories of runs."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import json
 import os
-import shutil
-import tempfile
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _io
 from ._ensemble import Histogram, RunStats
 
-__all__ = ["Run", "save", "load", "package_versions"]
-
-_ARRAYS = ("steps", "ts", "loss", "x", "state")
-_STATS = ("count", "loss_mean", "loss_m2", "x_mean", "x_m2", "hist_counts")
-_SCALARS = (
-    "kind",
-    "diverged",
-    "first_bad_step",
-    "n_diverged",
-    "seconds",
-    "grad_evals",
-    "n_paths",
-)
+__all__ = ["Run", "Results", "save", "load", "load_results"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -39,9 +26,10 @@ class Run:
         steps: `(S,)` optimizer step index of each save.
         ts: `(S,)` times `steps · lr`, the clock both share.
         loss: `(n_paths, S)` loss of each path at each save (None with `keep="stats"`).
-        x: `(n_paths, S, d)` parameters (None with `keep="stats"`).
-        state: `(n_paths, S, n)` full SDE state when it holds more than `x` (else None).
-        config: what produced the run (optimizer, problem, seed, sizes, solver).
+        state: the state at every save as the optimizer's named tuple (`ParamState(x)`,
+            `AdamState(x, m, v)`, ...; Entropy-SGD's model `RelaxationState(x, y)`), each field
+            `(n_paths, S, d)`. None with `keep="stats"`. `run.x` is `run.state.x`.
+        config: what produced the run (optimizer, problem, sizes, solver).
         diverged: whether any path became non-finite.
         first_bad_step: the first saved step at which some path was non-finite (None if none).
             Divergence is seen at save resolution: it happened within the `save_every`
@@ -58,12 +46,11 @@ class Run:
     steps: np.ndarray
     ts: np.ndarray
     loss: np.ndarray | None
-    x: np.ndarray | None
+    state: NamedTuple | None
     config: dict[str, Any]
     diverged: bool
     first_bad_step: int | None
     n_diverged: int
-    state: np.ndarray | None = None
     seconds: float = float("nan")
     grad_evals: int = 0
     stats: RunStats | None = None
@@ -72,6 +59,12 @@ class Run:
     def __post_init__(self):
         if self.n_paths == 0 and self.loss is not None:
             object.__setattr__(self, "n_paths", int(self.loss.shape[0]))
+
+    @property
+    def x(self) -> np.ndarray | None:
+        """`(n_paths, S, d)` parameters of every path at every save (None with
+        `keep="stats"`)."""
+        return None if self.state is None else self.state.x
 
     def statistics(self) -> RunStats:
         """Per-save statistics over the finite paths, from `stats` or from the stored paths."""
@@ -84,34 +77,100 @@ class Run:
         """`(S,)` loss averaged over the paths that stayed finite."""
         return self.statistics().loss_mean
 
-    def save(self, path: str | os.PathLike, *, force: bool = False, summary: dict | None = None):
+    def metrics(self) -> dict:
+        """JSON-ready numbers: the final mean loss (± SE), divergence, cost."""
+        stats = self.statistics()
+        return {
+            "kind": self.kind,
+            "n_paths": self.n_paths,
+            "final_mean_loss": float(stats.loss_mean[-1]),
+            "final_mean_loss_se": float(stats.loss_se[-1]),
+            "diverged": self.diverged,
+            "first_bad_step": self.first_bad_step,
+            "n_diverged": self.n_diverged,
+            "grad_evals": self.grad_evals,
+            "seconds": self.seconds,
+        }
+
+    def save(self, path, *, force: bool = False, summary: dict | None = None) -> Path:
         """Write this run to directory `path` (see `sdelens.save`)."""
         return save(path, {"run": self}, summary=summary, force=force)
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of sdelens and the libraries its numbers depend on."""
-    out = {}
-    for name in ("sdelens", "jax", "jaxlib", "diffrax", "equinox", "optax", "lineax", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+# -- results directories ----------------------------------------------------------------------
+
+_SCALARS = ("kind", "diverged", "first_bad_step", "n_diverged", "seconds", "grad_evals", "n_paths")
+_STATS = ("count", "loss_mean", "loss_m2", "x_mean", "x_m2", "hist_counts")
+# Version-1 directories stored the state as one flat array of these blocks.
+_V1_BLOCKS = {1: ("x",), 2: ("x", "v"), 3: ("x", "m", "v")}
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    return obj
+def _record(run: Run):
+    arrays = {"steps": run.steps, "ts": run.ts}
+    manifest = {"config": run.config, **{k: getattr(run, k) for k in _SCALARS}}
+    if run.loss is not None:
+        arrays["loss"] = run.loss
+    if run.state is not None:
+        manifest["state"] = {"type": type(run.state).__name__, "fields": list(run.state._fields)}
+        arrays.update({f"state/{k}": v for k, v in zip(run.state._fields, run.state, strict=True)})
+    if run.stats is not None:
+        for field in _STATS:
+            value = getattr(run.stats, field)
+            if value is not None:
+                arrays[f"stats/{field}"] = value
+        if run.stats.hist is not None:
+            hist = run.stats.hist
+            manifest["hist"] = {"coords": list(hist.coords), "edges": list(hist.edges)}
+    return arrays, manifest
+
+
+def _state_from(arrays, manifest, version: int):
+    if version >= 2:
+        if "state" not in manifest:
+            return None
+        spec = manifest["state"]
+        cls = collections.namedtuple(spec["type"], spec["fields"])
+        return cls(*(arrays[f"state/{field}"] for field in spec["fields"]))
+    if "x" not in arrays:
+        return None
+    x = arrays["x"]
+    flat = arrays.get("state", x)
+    blocks = _V1_BLOCKS.get(flat.shape[-1] // x.shape[-1], ("x",))
+    cls = collections.namedtuple("State", blocks)
+    return cls(*np.split(flat, len(blocks), axis=-1))
+
+
+def _run_from(arrays, manifest, version: int) -> Run:
+    scalars = {k: manifest[k] for k in _SCALARS}
+    scalars["seconds"] = float("nan") if scalars["seconds"] is None else scalars["seconds"]
+    stats = None
+    if "stats/count" in arrays:
+        hist = Histogram(**manifest["hist"]) if "hist" in manifest else None
+        stats = RunStats(**{f: arrays.get(f"stats/{f}") for f in _STATS}, hist=hist)
+    return Run(
+        config=manifest["config"],
+        steps=arrays["steps"],
+        ts=arrays["ts"],
+        loss=arrays.get("loss"),
+        state=_state_from(arrays, manifest, version),
+        stats=stats,
+        **scalars,
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Results:
+    """A results directory read back: its `runs` (name → `Run`), its `summary` (config,
+    versions, metrics, as written), and any extra `arrays` (e.g. a sweep's curves)."""
+
+    path: Path
+    runs: dict[str, Run]
+    summary: dict
+    arrays: dict[str, np.ndarray]
+
+    def metrics(self) -> dict:
+        """The metrics written with the results (`summary["metrics"]`, `{}` if none)."""
+        return dict(self.summary.get("metrics", {}))
 
 
 def save(
@@ -123,77 +182,34 @@ def save(
     arrays: dict[str, Any] | None = None,
     force: bool = False,
 ) -> Path:
-    """Write runs to a results directory, atomically.
-
-    The directory holds `summary.json` (the `summary` given, plus `versions` and a manifest of
-    each run's config and scalars), `runs.npz` (arrays named `"<run>/<field>"`, plus any extra
-    `arrays` under `"extra/<name>"`) and one PNG per matplotlib figure in `figures`. `runs` may be
-    empty when only a summary, figures and extra arrays are worth keeping (e.g. a sweep).
-    Everything is written under a temporary name and renamed, so a crash leaves no half-written
-    result. An existing `path` is replaced only with `force=True`.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists: pass force=True (CLI: --force) to overwrite it.")
-    if not all(isinstance(r, Run) for r in runs.values()):
-        raise ValueError("runs must be a dict of name -> Run.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        arrays_out, manifest = {}, {}
-        for name, run in runs.items():
-            for field in _ARRAYS:
-                value = getattr(run, field)
-                if value is not None:
-                    arrays_out[f"{name}/{field}"] = np.asarray(value)
-            if run.stats is not None:
-                for field in _STATS:
-                    value = getattr(run.stats, field)
-                    if value is not None:
-                        arrays_out[f"{name}/stats/{field}"] = np.asarray(value)
-            manifest[name] = {"config": run.config, **{k: getattr(run, k) for k in _SCALARS}}
-            if run.stats is not None and run.stats.hist is not None:
-                hist = run.stats.hist
-                manifest[name]["hist"] = {"coords": list(hist.coords), "edges": list(hist.edges)}
-        for name, value in (arrays or {}).items():
-            arrays_out[f"extra/{name}"] = np.asarray(value)
-        np.savez_compressed(tmp / "runs.npz", **arrays_out)
-        doc = dict(summary or {})
-        doc.setdefault("versions", package_versions())
-        doc["runs"] = manifest
-        (tmp / "summary.json").write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
-        for name, fig in (figures or {}).items():
-            fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    """Write runs to a results directory, atomically (`summary.json`, `runs.npz`, one PNG per
+    figure; format in `sdelens._io`). `runs` may be empty when only a summary, figures and
+    extra `arrays` are worth keeping (e.g. a sweep). An existing `path` is replaced only with
+    `force=True`."""
+    if not isinstance(runs, dict) or not all(isinstance(r, Run) for r in runs.values()):
+        raise ValueError(f"runs={type(runs).__name__} is invalid: a dict of name -> Run.")
+    records = {name: _record(run) for name, run in runs.items()}
+    return _io.write(path, records, summary=summary, figures=figures, arrays=arrays, force=force)
 
 
-def load(path: str | os.PathLike) -> Run | dict[str, Run]:
-    """Read a results directory written by `save` / `Run.save`.
+def load_results(path: str | os.PathLike) -> Results:
+    """Everything in a results directory written by `save` / `Run.save` / the CLI."""
+    summary, records, extra, version = _io.read(path)
+    runs = {name: _run_from(a, m, version) for name, (a, m) in records.items()}
+    return Results(Path(path), runs, summary, extra)
 
-    Returns the `Run` when the directory holds one run, else a dict name -> `Run` (empty for a
-    directory that keeps only a summary, e.g. a sweep; its extra arrays are in `runs.npz`).
-    """
-    path = Path(path)
-    summary_file, arrays_file = path / "summary.json", path / "runs.npz"
-    if not summary_file.is_file() or not arrays_file.is_file():
-        raise ValueError(f"path={str(path)!r} is not an sdelens results directory.")
-    manifest = json.loads(summary_file.read_text())["runs"]
-    runs = {}
-    with np.load(arrays_file) as data:
-        for name, meta in manifest.items():
-            fields = {f: data[f"{name}/{f}"] if f"{name}/{f}" in data else None for f in _ARRAYS}
-            scalars = {k: meta[k] for k in _SCALARS}
-            scalars["seconds"] = float("nan") if scalars["seconds"] is None else scalars["seconds"]
-            stats = None
-            if f"{name}/stats/count" in data:
-                parts = {f: data.get(f"{name}/stats/{f}") for f in _STATS}
-                hist = Histogram(**meta["hist"]) if "hist" in meta else None
-                stats = RunStats(**parts, hist=hist)
-            runs[name] = Run(config=meta["config"], **fields, **scalars, stats=stats)
-    return next(iter(runs.values())) if len(runs) == 1 else runs
+
+def load(path: str | os.PathLike, name: str | None = None) -> Run:
+    """The run `name` of a results directory (`name` may be omitted when it holds one run).
+    For several runs, summaries and extra arrays at once use `sdelens.load_results`."""
+    runs = load_results(path).runs
+    if name is None:
+        if len(runs) != 1:
+            raise ValueError(
+                f"path={str(path)!r} holds {len(runs)} runs ({', '.join(runs) or 'none'}): pass "
+                "name= or use sl.load_results(path).runs."
+            )
+        return next(iter(runs.values()))
+    if name not in runs:
+        raise ValueError(f"name={name!r} is invalid: {str(path)!r} holds {', '.join(runs)}.")
+    return runs[name]

@@ -1,5 +1,5 @@
 """Stationary distributions: closed forms on quadratics, the Lyapunov route, and estimates
-from runs."""
+from runs (docs/math.md §5)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
+from jax.flatten_util import ravel_pytree
 
-from . import _check
-from ._noise import GaussianNoise, StudentTNoise
-from ._optimizers import SGD, AbstractOptimizer, Adam, RMSprop, SignSGD
+from ._linalg import lyapunov
+from ._optimizers import AbstractOptimizer
 from ._problems import AbstractProblem, Quadratic
 from ._run import Run
 from ._sde import sde_for
+from ._stats import window_mask
 
 __all__ = [
     "Stationary",
@@ -32,7 +32,8 @@ class Stationary:
 
     `expected_loss_se` is the Monte Carlo standard error for estimates from runs (None for theory).
     `method` says where the numbers come from. `state_mean`, `state_cov` describe the whole SDE
-    state `(x, m, v, ...)` when the linearised route computed them.
+    state `(x, m, v, ...)` when the linearised route computed them, ravelled in the order of
+    `state_names` (`"x0", "x1", ..., "m0", ...`).
     """
 
     mean: np.ndarray
@@ -42,34 +43,22 @@ class Stationary:
     expected_loss_se: float | None = None
     state_mean: np.ndarray | None = None
     state_cov: np.ndarray | None = None
+    state_names: tuple[str, ...] | None = None
 
     @property
     def std(self) -> np.ndarray:
         """Marginal standard deviations `√diag(cov)`."""
         return np.sqrt(np.diag(self.cov))
 
-
-def lyapunov(drift_matrix, diffusion_cov) -> np.ndarray:
-    """Stationary covariance of the linear SDE `dY = A Y dt + B dW`.
-
-    Solves `A C + C Aᵀ + B Bᵀ = 0` (Bartels–Stewart, `scipy.linalg.solve_continuous_lyapunov`)
-    for `A = drift_matrix`, `B Bᵀ = diffusion_cov`. `A` must be stable (every eigenvalue with
-    negative real part), else no stationary distribution exists.
-    """
-    a = np.asarray(drift_matrix, dtype=float)
-    q = np.asarray(diffusion_cov, dtype=float)
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
-        raise ValueError(
-            f"drift_matrix {a.shape} and diffusion_cov {q.shape} must be square of one size."
-        )
-    worst = np.linalg.eigvals(a).real.max()
-    if worst >= 0:
-        raise ValueError(
-            f"drift_matrix is not stable (largest eigenvalue real part {worst:.3g} >= 0): "
-            "the SDE has no stationary distribution."
-        )
-    c = scipy.linalg.solve_continuous_lyapunov(a, -q)
-    return 0.5 * (c + c.T)
+    def metrics(self) -> dict:
+        """JSON-ready numbers: the expected loss (± SE), the mean and the marginal variances."""
+        return {
+            "method": self.method,
+            "expected_loss": self.expected_loss,
+            "expected_loss_se": self.expected_loss_se,
+            "mean": self.mean.tolist(),
+            "variance": np.diag(self.cov).tolist(),
+        }
 
 
 def _quadratic_moments(prob: Quadratic, cov: np.ndarray, method: str) -> Stationary:
@@ -82,98 +71,30 @@ def _quadratic_moments(prob: Quadratic, cov: np.ndarray, method: str) -> Station
     )
 
 
-def _sign_linearisation(prob: Quadratic):
-    """Phase-3 slope `c`, per-coordinate width `w` and `Cov(sign g)` at `∇f = 0`.
-
-    `E[sign g] ≈ c ∇f / w` near the minimum: Gaussian `c = √(2/π)`, `w = σ` (std);
-    Student-t `c = c_ν`, `w = s` (scale).
-    """
-    noise, d = prob.noise, prob.dim
-    if isinstance(noise, GaussianNoise):
-        width = np.asarray(noise.std(d), dtype=float)
-        sign_cov = np.asarray(noise.sign_cov(jnp.zeros(d)), dtype=float)
-    elif isinstance(noise, StudentTNoise):
-        width = np.broadcast_to(np.asarray(noise.scale, dtype=float), (d,))
-        sign_cov = np.eye(d)
-    else:
-        raise NotImplementedError(
-            f"No closed-form SignSGD stationary law for {type(noise).__name__}: "
-            "GaussianNoise and StudentTNoise only."
-        )
-    return noise.phase3_slope(), width, sign_cov
-
-
 def stationary(opt: AbstractOptimizer, prob: AbstractProblem) -> Stationary:
-    """Stationary law of the optimizer's SDE on a quadratic `f = ½ (x-x*)ᵀ H (x-x*)`.
+    """Stationary law of the optimizer's SDE on a quadratic `f = ½ (x-x*)ᵀ H (x-x*)`, in closed
+    form where one exists (docs/math.md §5; each optimizer's `stationary_cov` says which).
 
-    Mean `x*` for all (MATH.md §5). Covariance:
-    - SGD: solves `H C + C H = η Σ`; diagonal `H`, `Σ`: `C = (η/2) H⁻¹ Σ`, `E f = (η/4) tr Σ`.
-    - SignSGD (phase-3 linearisation, small `η`): `dX ≈ -c W⁻¹ H (X-x*) dt + √η Σ̄₀^{1/2} dW`
-      with `W = diag(width)`; diagonal case `C = (η/2)(1/c) H⁻¹ Σ^{1/2}`,
-      `E f = (η/4)(1/c) Σᵢ sᵢ`, `c = √(2/π)` (Gaussian) or `c_ν` (Student-t).
-      Linear in the noise scale, where SGD's floor is quadratic.
-    Diagonal problems use the closed form (`method="closed form"`); matrix `H` or correlated
-    noise solve the Lyapunov equation of the linear(ised) SDE (`method="lyapunov"`).
-    Raises NotImplementedError for other optimizers and problems.
+    Mean `x*`; `expected_loss = ½ tr(H C)`. SGD: `C = (η/2) H⁻¹ Σ` (diagonal case), SignSGD
+    (phase-3 linearisation): `(η/2)(1/c) H⁻¹ Σ^{1/2}`, RMSprop(W)/Adam(W): see their
+    `stationary_cov`. Matrix `H` or correlated noise solve the Lyapunov equation of the
+    linear(ised) SDE (`method="lyapunov"`). Raises NotImplementedError where no closed form
+    exists (use `linearised_stationary`), ValueError where no stationary law exists.
     """
     if not isinstance(prob, Quadratic):
         raise NotImplementedError(
             f"stationary() has closed forms on Quadratic problems only, not {type(prob).__name__}."
         )
-    lr, d = opt.lr, prob.dim
-    diagonal_h = prob.h.ndim == 1
-    h = np.asarray(prob.h, dtype=float)
-    if isinstance(opt, SGD):
-        if not prob.noise.has_finite_variance:
-            raise ValueError("SGD has no stationary law under infinite-variance noise (df <= 2).")
-        if not isinstance(prob.noise, (GaussianNoise, StudentTNoise)):
-            raise NotImplementedError(f"No closed form for noise {type(prob.noise).__name__}.")
-        if diagonal_h and getattr(prob.noise, "is_diagonal", True):
-            var = np.asarray(prob.noise.std(d), dtype=float) ** 2
-            return _quadratic_moments(prob, np.diag(lr * var / (2 * h)), "closed form")
-        sigma = np.asarray(prob.noise.cov_sqrt(d).as_matrix(), dtype=float)
-        hess = np.asarray(prob.hessian, dtype=float)
-        return _quadratic_moments(prob, lyapunov(-hess, lr * sigma @ sigma.T), "lyapunov")
-    if isinstance(opt, SignSGD):
-        slope, width, sign_cov = _sign_linearisation(prob)
-        if diagonal_h and np.allclose(sign_cov, np.diag(np.diag(sign_cov))):
-            return _quadratic_moments(prob, np.diag(lr * width / (2 * slope * h)), "closed form")
-        hess = np.asarray(prob.hessian, dtype=float)
-        drift = -slope * hess / width[:, None]
-        return _quadratic_moments(prob, lyapunov(drift, lr * sign_cov), "lyapunov")
-    if isinstance(opt, (RMSprop, Adam)):
-        return _adaptive_closed_form(opt, prob)
-    raise NotImplementedError(f"stationary() has no closed form for {type(opt).__name__} yet.")
+    cov, method = opt.stationary_cov(prob)
+    return _quadratic_moments(prob, cov, method)
 
 
-def _adaptive_closed_form(opt, prob: Quadratic) -> Stationary:
-    """RMSprop(W)/Adam(W), diagonal `H` and Gaussian diagonal noise, `x* = 0` when `θ > 0`.
-
-    Near the minimum `V → s²`, `P → s + ε`, so `dX = -(H/P + θ) X dt + √η (s/P) dW`:
-    `Cᵢᵢ = (η/2) sᵢ² / ((sᵢ + ε)(hᵢ + θ (sᵢ + ε)))`, i.e. `(η/2) (H Σ^{-1/2} + θ)⁻¹` as `ε → 0`
-    (RMSpropW; `E f = (η/4) Σ hᵢsᵢ/(hᵢ + θ sᵢ)`, bounded by `η tr H/(4θ)` as `s → ∞`).
-    AdamW multiplies by `ρ₁/(ρ₁ + θ)`, `ρ₁ = (1-β₁)/η`, from the Lyapunov equation of `(x, m)`
-    (the factor that the paper's quoted form omits; MATH.md §5).
-    """
-    noise, theta = prob.noise, opt.weight_decay
-    if not (isinstance(noise, GaussianNoise) and noise.is_diagonal and prob.h.ndim == 1):
-        raise NotImplementedError(
-            "Closed forms for RMSprop/Adam need diagonal h and diagonal GaussianNoise: "
-            "use sl.linearised_stationary for the general case."
-        )
-    if theta > 0 and prob.minimum is not None and np.any(np.asarray(prob.minimum) != 0):
-        raise NotImplementedError(
-            "With weight decay the closed form assumes the minimum at 0: "
-            "use sl.linearised_stationary."
-        )
-    h = np.asarray(prob.h, dtype=float)
-    s = np.asarray(noise.std(prob.dim), dtype=float)
-    p = s + opt.eps
-    var = 0.5 * opt.lr * s**2 / (p * (h + theta * p))
-    if isinstance(opt, Adam):
-        rho1 = (1.0 - opt.beta1) / opt.lr
-        var = var * rho1 / (rho1 + theta)
-    return _quadratic_moments(prob, np.diag(var), "closed form")
+def _state_names(state) -> tuple[str, ...]:
+    return tuple(
+        f"{field}{i}"
+        for field, leaf in zip(state._fields, state, strict=True)
+        for i in range(leaf.size)
+    )
 
 
 def linearised_stationary(
@@ -184,13 +105,14 @@ def linearised_stationary(
     form: str = "default",
     newton_steps: int = 30,
 ) -> Stationary:
-    """Stationary law of any optimizer's SDE, linearised at its rest point.
+    """Stationary law of any optimizer's SDE, linearised at its rest point (docs/math.md §5).
 
     1. The rest point `y*` solves `b(∞, y*) = 0` (Newton, from `rest_state(at)`; `at` defaults
        to the quadratic's minimiser). Weight decay moves it off the loss minimum.
     2. `A = ∂b/∂y (y*)` (forward-mode Jacobian of the drift at `t = ∞`, where Adam's bias
        corrections are 1), `Q = G Gᵀ` with `G` the diffusion at `y*`.
-    3. The full state's covariance solves `A C + C Aᵀ + Q = 0` (`lyapunov`).
+    3. The full state's covariance solves `A C + C Aᵀ + Q = 0` (`lyapunov`); the typed state is
+       ravelled to a vector for it.
 
     The parameters' block gives `mean`, `cov`; `expected_loss ≈ f(mean) + ½ tr(∇²f C)` (exact
     for quadratics). `state_mean`, `state_cov` keep the whole state, e.g. `(x, m, v)` for Adam.
@@ -207,22 +129,24 @@ def linearised_stationary(
     if x.ndim != 1:
         raise ValueError(f"at has shape {x.shape}: a single point (d,) is required.")
     t_inf = jnp.asarray(jnp.inf, x.dtype)
+    start = sde.rest_state(x)
+    flat, unravel = ravel_pytree(start)
 
     def drift(y):
-        return sde.drift(t_inf, y, None)
+        return ravel_pytree(sde.drift(t_inf, unravel(y), None))[0]
 
     jacobian = jax.jit(jax.jacfwd(drift))
-    y = sde.rest_state(x)
+    y = flat
     for _ in range(newton_steps):
         step = jnp.linalg.solve(jacobian(y), drift(y))
         y = y - step
         if float(jnp.max(jnp.abs(step))) <= 1e-7 * (1.0 + float(jnp.max(jnp.abs(y)))):
             break
     a = np.asarray(jacobian(y), dtype=float)
-    g = np.asarray(sde.diffusion(t_inf, y, None).as_matrix(), dtype=float)
+    g = np.asarray(sde.diffusion(t_inf, unravel(y), None).as_matrix(), dtype=float)
     state_cov = lyapunov(a, g @ g.T)
     d = x.shape[0]
-    mean = np.asarray(sde.parameters(y), dtype=float)
+    mean = np.asarray(sde.parameters(unravel(y)), dtype=float)
     cov = state_cov[:d, :d]
     hess = np.asarray(jax.hessian(prob.loss)(jnp.asarray(mean, x.dtype)), dtype=float)
     loss_at_mean = float(prob.loss(jnp.asarray(mean, x.dtype)))
@@ -233,6 +157,7 @@ def linearised_stationary(
         method="lyapunov (linearised SDE)",
         state_mean=np.asarray(y, dtype=float),
         state_cov=state_cov,
+        state_names=_state_names(start),
     )
 
 
@@ -260,13 +185,7 @@ def empirical_stationary(run: Run, burn_in: float = 0.5, window: float | None = 
     saves are correlated. A run that kept statistics only (`keep="stats"`) gives the pooled
     mean, a diagonal covariance and no standard error.
     """
-    _check.in_interval("burn_in", burn_in, 0.0, 1.0)
-    horizon = float(run.ts[-1])
-    end = horizon
-    if window is not None:
-        _check.in_interval("window", window, 1e-12, 1.0 - burn_in, closed_high=True)
-        end = (burn_in + window) * horizon
-    keep = (run.ts >= burn_in * horizon - 1e-12) & (run.ts <= end + 1e-12)
+    keep = window_mask(run.ts, burn_in, window)
     if run.x is None:
         return _stationary_from_stats(run, keep)
     x = run.x[:, keep]

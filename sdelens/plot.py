@@ -1,9 +1,10 @@
-"""Figures: optimizer vs SDE over time, stationary distributions, noise scaling, SignSGD phases,
-scaling rules, weak order.
+"""Figures from result objects: optimizer vs SDE over time, stationary distributions, noise
+scaling, SignSGD phases, scaling rules, weak order, Entropy-SGD's studies.
 
 Every function returns a matplotlib `Figure` (made with `pyplot.subplots`, so notebooks show it)
-and never calls `show()`. Non-finite values are never drawn as if they were data: a diverged run
-is marked where it diverged.
+and never calls `show()`; `figures(result)` gives the standard figures of any study result by
+name (what the command line saves). Non-finite values are never drawn as if they were data: a
+diverged run is marked where it diverged. Results never draw themselves: this module reads them.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 
+from . import flatness, studies
 from ._compare import compare
-from ._experiments import loglog_slope
 from ._noise import sign_phase
 from ._run import Run
+from ._stats import loglog_slope, mean_se, window_mask
 
 __all__ = [
+    "figures",
     "trajectories",
     "curves",
     "stationary",
     "noise_scaling",
+    "sweep",
     "phases",
     "scaling",
     "weak_order",
@@ -71,11 +75,8 @@ def curves(ts, values: dict, *, ylabel: str, ax=None, xlabel: str = "t = k·η")
     fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
     ts = np.asarray(ts)
     for i, (label, arr) in enumerate(values.items()):
-        arr = np.asarray(arr, dtype=float)
-        n = np.sum(np.isfinite(arr), axis=0)
-        mean = np.nanmean(arr, axis=0)
-        se = np.nanstd(arr, axis=0) / np.sqrt(np.maximum(n, 1))
-        _band(ax, ts, mean, se, label, f"C{i}")
+        mean, se, _ = mean_se(arr, axis=0)
+        _band(ax, ts, mean, np.nan_to_num(se), label, f"C{i}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
@@ -133,9 +134,7 @@ def covariance_ellipse(ax, mean, cov, n_std: float = 1.0, **kwargs):
 def _stationary_samples(run: Run, burn_in: float) -> np.ndarray:
     if run.x is None:
         raise ValueError("run.x is None: the run kept no states to draw a distribution from.")
-    if not 0 <= burn_in < 1:
-        raise ValueError(f"burn_in={burn_in} is invalid: allowed range is [0, 1).")
-    keep = run.ts >= burn_in * run.ts[-1]
+    keep = window_mask(run.ts, burn_in)
     x = run.x[:, keep].reshape(-1, run.x.shape[-1])
     return x[np.all(np.isfinite(x), axis=1)]
 
@@ -172,7 +171,7 @@ def stationary(ref: Run, theory=None, *, burn_in: float = 0.5, coords=None, bins
             density=True,
             color="C0",
             alpha=0.6,
-            label="optimizer",
+            label=ref.kind,
         )
         title = f"x[{i}]: var {emp_cov[i, i]:.3g}"
         if theory is not None:
@@ -250,6 +249,19 @@ def noise_scaling(scales, losses, *, labels=None, theory=None, errors=None, ax=N
     return fig
 
 
+def sweep(result, *, ax=None):
+    """A `Sweep` (`sdelens.noise_sweep`, `weight_decay_sweep`): stationary loss of optimizer and
+    SDE (with standard errors) and theory against the swept value, log-log, fitted slopes."""
+    series = {f"{n} {k}": v for n, d in result.loss.items() for k, v in d.items() if k != "theory"}
+    errors = {f"{n} {k}": v for n, d in result.se.items() for k, v in d.items() if k != "theory"}
+    theory = {f"{n} theory": d["theory"] for n, d in result.loss.items() if "theory" in d}
+    fig = noise_scaling(
+        result.values, series, labels=list(series), theory=theory, errors=errors, ax=ax
+    )
+    fig.axes[0].set_xlabel(result.parameter)
+    return fig
+
+
 def phases(run: Run, noise, problem, *, path: int = 0):
     """SignSGD phases (Lemma 3.4) along one path: phase per coordinate and save (image), and
     the fraction of coordinates in each phase over time."""
@@ -297,8 +309,7 @@ def scaling(check):
         (check.scaled_run, f"kappa={check.kappa:g}: lr={check.scaled.lr:g}", "C1"),
     ):
         stats = run.statistics()
-        mean, se = stats.loss_mean, stats.loss_se
-        _band(ax, samples, mean, se, label, colour)
+        _band(ax, samples, stats.loss_mean, stats.loss_se, label, colour)
     ax.axhline(check.threshold, color="gray", ls=":", label="threshold")
     ax.set_yscale("log")
     ax.set_xlabel("samples processed (in base batches)")
@@ -339,10 +350,10 @@ def state_covariance(theory, run: Run | None = None, *, burn_in: float = 0.5, na
         raise ValueError("theory has no state_cov: use sl.linearised_stationary(opt, prob).")
     panels = [("theory (Lyapunov)", theory.state_cov)]
     if run is not None:
-        if run.state is None:
-            raise ValueError("run.state is None: this optimizer has no state beyond x.")
-        keep = run.ts >= burn_in * run.ts[-1]
-        states = run.state[:, keep].reshape(-1, run.state.shape[-1])
+        if run.state is None or len(run.state) < 2:
+            raise ValueError("run.state has no fields beyond x: this optimizer has no state.")
+        flat = np.concatenate(list(run.state), axis=-1)  # the state ravelled field by field
+        states = flat[:, window_mask(run.ts, burn_in)].reshape(-1, flat.shape[-1])
         panels.append(
             (
                 f"{run.kind} (empirical)",
@@ -350,12 +361,7 @@ def state_covariance(theory, run: Run | None = None, *, burn_in: float = 0.5, na
             )
         )
     n = theory.state_cov.shape[0]
-    if names is None:
-        d = theory.mean.shape[0]
-        blocks = ("x", "m", "v")[: n // d] if n // d <= 3 else [f"s{b}" for b in range(n // d)]
-        if n // d == 2:
-            blocks = ("x", "v")
-        names = [f"{b}{i}" for b in blocks for i in range(d)]
+    names = list(theory.state_names or range(n)) if names is None else list(names)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     for ax, (title, cov) in zip(axes[0], panels, strict=True):
         sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
@@ -386,12 +392,9 @@ def compute_fair(result, *, x: str = "grad_evals", y: str = "loss", ax=None):
     fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
     xs = {"grad_evals": result.grad_evals, "epochs": result.epochs, "seconds": result.seconds}[x]
     for i, (name, run) in enumerate(result.runs.items()):
-        values = np.asarray(run.loss if y == "loss" else result.accuracy[name], dtype=float)
-        n = np.maximum(np.sum(np.isfinite(values), 0), 1)
-        mean = np.nanmean(values, 0)
-        _band(
-            ax, np.asarray(xs[name], float), mean, np.nanstd(values, 0) / np.sqrt(n), name, f"C{i}"
-        )
+        values = run.loss if y == "loss" else result.accuracy[name]
+        mean, se, _ = mean_se(values, axis=0)
+        _band(ax, np.asarray(xs[name], float), mean, np.nan_to_num(se), name, f"C{i}")
         _mark_divergence(ax, run, name, f"C{i}")
     if y == "loss":
         ax.set_yscale("log")
@@ -472,8 +475,6 @@ def preference(result):
 def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
     """A 1-D landscape `f` with the local-entropy loss `u = -T log(G * e^{-f/T})` (solid) and
     the smoothed loss `G * f` (dashed), both at width `√(T/γ)`, for each temperature."""
-    from . import _flatness
-
     fig, ax = _new_axes(ax, figsize=(7.0, 4.2))
     xs = jnp.linspace(float(narrow[0]) - 1.0, float(wide[0]) + 1.5, 241)
     grid = xs[:, None]
@@ -483,10 +484,10 @@ def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
         width = float(np.sqrt(t / gamma))
 
         def entropy(p, t=t):
-            return _flatness.local_entropy_integral(loss, p, gamma, t, n=2001, half_width=span)
+            return flatness.local_entropy_integral(loss, p, gamma, t, n=2001, half_width=span)
 
         def smoothed(p, w=width):
-            return _flatness.smoothed_loss_integral(loss, p, w)
+            return flatness.smoothed_loss_integral(loss, p, w)
 
         ax.plot(xs, jax.lax.map(entropy, grid), color=f"C{i}", label=f"local entropy, T={t:g}")
         ax.plot(
@@ -504,3 +505,77 @@ def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# -- the standard figures of each result -------------------------------------------------------
+
+_ACCURACY_LABELS = {"optimizer": "optimizer", "sde": "SDE"}
+
+
+def _optimizer_vs_sde(result) -> dict:
+    figs = {"trajectories": trajectories(result.ref, result.run)}
+    if result.test_accuracy is not None:
+        accuracy = {_ACCURACY_LABELS[k]: v for k, v in result.test_accuracy.items()}
+        figs["test_accuracy"] = curves(result.ref.ts, accuracy, ylabel="test accuracy")
+    elif not result.ref.diverged and result.ref.x is not None:
+        figs["stationary"] = stationary(result.ref, theory=result.theory)
+    return figs
+
+
+def _compute_fair(result) -> dict:
+    figs = {
+        "loss_vs_grad_evals": compute_fair(result, x="grad_evals"),
+        "loss_vs_seconds": compute_fair(result, x="seconds"),
+    }
+    if result.accuracy is not None:
+        figs["accuracy_vs_grad_evals"] = compute_fair(result, x="grad_evals", y="accuracy")
+    return figs
+
+
+def _entropy_study(result) -> dict:
+    figs = _compute_fair(result.fair)
+    if result.spectra:
+        figs["hessian_spectra"] = hessian_spectra(result.spectra)
+    for grid in result.grids:
+        figs[f"sensitivity_{grid.x_name}_{grid.y_name}"] = sensitivity(grid)
+    if result.preference is not None:
+        figs["preference"] = preference(result.preference)
+        loss, narrow, wide = flatness.two_minima()
+        figs["landscape"] = landscape(loss, narrow, wide, gamma=1.0, temperatures=[0.01, 0.15])
+    return figs
+
+
+def _demo(result) -> dict:
+    figs = {}
+    for name, both in result.results.items():
+        figs.update({f"{name}_{k}": v for k, v in _optimizer_vs_sde(both).items()})
+    signsgd = result.results["signsgd"].ref
+    figs["signsgd_phases"] = phases(signsgd, result.problem.noise, result.problem)
+    return figs
+
+
+_FIGURES = {
+    studies.OptimizerVsSDE: _optimizer_vs_sde,
+    studies.Sweep: lambda r: {"sweep": sweep(r)},
+    studies.StationarySweeps: lambda r: {label: sweep(s) for label, s in r.sweeps.items()},
+    studies.ScalingCheck: lambda r: {"scaling": scaling(r)},
+    studies.WeakOrder: lambda r: {"weak_order": weak_order(r)},
+    studies.ComputeFair: _compute_fair,
+    studies.Sensitivity: lambda r: {"sensitivity": sensitivity(r)},
+    studies.HessianSpectrum: lambda r: {"hessian_spectrum": hessian_spectra({"": r})},
+    studies.Preference: lambda r: {"preference": preference(r)},
+    studies.EntropyStudy: _entropy_study,
+    studies.Demo: _demo,
+}
+
+
+def figures(result) -> dict:
+    """The standard figures of a study result, by name (e.g. `{"trajectories": ...,
+    "stationary": ...}` for `optimizer_vs_sde`): what the command line saves as PNGs."""
+    for kind, make in _FIGURES.items():
+        if isinstance(result, kind):
+            return make(result)
+    raise ValueError(
+        f"result={type(result).__name__} is invalid: figures() draws the results of "
+        f"{', '.join(k.__name__ for k in _FIGURES)}."
+    )

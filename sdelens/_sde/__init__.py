@@ -1,16 +1,16 @@
-from .adaptive import (
+"""The SDEs of the optimizers (docs/math.md §2-§4, §7)."""
+
+from ._adaptive import (
     AdamMalladiSDE as AdamMalladiSDE,
     AdamSDE as AdamSDE,
     RMSpropMalladiSDE as RMSpropMalladiSDE,
     RMSpropSDE as RMSpropSDE,
 )
-from .base import (
+from ._base import (
     AbstractOptimizerSDE as AbstractOptimizerSDE,
-    AbstractParameterSDE as AbstractParameterSDE,
-    register_sde as register_sde,
-    sde_for as sde_for,
+    embed_noise as embed_noise,
     stratonovich_correction as stratonovich_correction,
 )
-from .entropy import EntropySGDSDE as EntropySGDSDE
-from .sgd import SGDSDE as SGDSDE
-from .signsgd import SignSGDSDE as SignSGDSDE
+from ._entropy import EntropySGDSDE as EntropySGDSDE
+from ._for import SDES as SDES, sde_for as sde_for, sde_forms as sde_forms
+from ._sgd import SGDSDE as SGDSDE, SignSGDSDE as SignSGDSDE

@@ -4,19 +4,22 @@ Oberman, Osher, Soatto & Carlier 2018)."""
 from __future__ import annotations
 
 import math
+from typing import ClassVar, final
 
 import jax
 import jax.numpy as jnp
 import lineax as lx
 
-from .._optimizers import EntropySGD
+from .._optimizers import EntropySGD, RelaxationState
 from .._problems import AbstractProblem
-from .base import AbstractOptimizerSDE, register_sde, require_finite_variance
+from ._base import AbstractOptimizerSDE
+
+__all__ = ["EntropySGDSDE"]
 
 
-@register_sde(EntropySGD)
+@final
 class EntropySGDSDE(AbstractOptimizerSDE):
-    """Entropy-SGD as a two-timescale SDE on the optimizer's clock `t = k η` (MATH.md §7):
+    """Entropy-SGD as a two-timescale SDE on the optimizer's clock `t = k η` (docs/math.md §7):
 
         dX = -γ_out (X - Y) dt
         dY = -(1/ε) (∇f(Y) + γ (Y - X)) dt + √(2T/ε) dW₁ + √(η'/ε) Σ(Y)^{1/2} dW₂
@@ -31,16 +34,18 @@ class EntropySGDSDE(AbstractOptimizerSDE):
 
     Differences from the discrete optimizer, by construction of the model: `Y` is not restarted
     at `X` every outer step, and `X` sees `Y` itself rather than the running average `μ`.
-    Momentum and the SGHMC inner sampler are not modelled (refused). The state is `(X, Y)`, both
-    starting at `x₀`. Integrate with `substeps ≥ inner_steps` so that the fast variable's steps
-    are no longer than the inner chain's.
+    Momentum and the SGHMC inner sampler are not modelled (refused). The state is
+    `RelaxationState(x, y)`, both starting at `x₀`. Integrate with `substeps ≥ inner_steps` so
+    that the fast variable's steps are no longer than the inner chain's.
     """
 
     optimizer: EntropySGD
     problem: AbstractProblem
+    optimizer_type: ClassVar[type] = EntropySGD
+    form: ClassVar[str] = "default"
 
     def __check_init__(self):
-        require_finite_variance("Entropy-SGD", self.problem.noise)
+        self.problem.noise.require_finite_variance("Entropy-SGD")
         opt = self.optimizer
         if opt.momentum != 0.0 or opt.inner != "sgld":
             raise ValueError(
@@ -60,33 +65,28 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         return gamma, gamma if opt.gamma_in_outer_step else 1.0
 
     def initial_state(self, x0):
-        return jnp.concatenate([x0, x0])
-
-    def parameters(self, y):
-        return y[: y.shape[0] // 2]
+        return RelaxationState(x0, x0)
 
     def rest_state(self, x):
-        return jnp.concatenate([x, x])
+        return RelaxationState(x, x)
 
     def drift(self, t, y, args):
-        x, fast = jnp.split(y, 2)
         gamma, gamma_out = self._gammas(t)
-        dx = -gamma_out * (x - fast)
-        dfast = -(self.problem.grad(fast) + gamma * (fast - x)) / self.eps
-        return jnp.concatenate([dx, dfast])
+        dx = -gamma_out * (y.x - y.y)
+        dfast = -(self.problem.grad(y.y) + gamma * (y.y - y.x)) / self.eps
+        return RelaxationState(dx, dfast)
 
     def diffusion(self, t, y, args):
-        x, fast = jnp.split(y, 2)
-        d = x.shape[0]
-        root = self.problem.noise_cov_sqrt(fast)
+        d = y.x.shape[0]
+        root = self.problem.noise.cov_sqrt_at(self.problem, y.y)
         noise_shape = root.in_structure().shape
         thermal = math.sqrt(2.0 * self.optimizer.temperature / self.eps)
         gradient_noise = math.sqrt(self.optimizer.inner_lr / self.eps)
 
         def apply(dw):
             kick = thermal * dw[:d] + gradient_noise * root.mv(dw[d:].reshape(noise_shape))
-            return jnp.concatenate([jnp.zeros_like(kick), kick])
+            return RelaxationState(jnp.zeros_like(kick), kick)
 
         return lx.FunctionLinearOperator(
-            apply, jax.ShapeDtypeStruct((d + math.prod(noise_shape),), y.dtype)
+            apply, jax.ShapeDtypeStruct((d + math.prod(noise_shape),), y.x.dtype)
         )

@@ -1,0 +1,66 @@
+"""SDEs of the optimizers without memory: SGD and SignSGD."""
+
+from __future__ import annotations
+
+from typing import ClassVar, final
+
+import jax.numpy as jnp
+
+from .._optimizers import SGD, ParamState, SignSGD
+from .._problems import AbstractProblem
+from ._base import AbstractOwnStateSDE, embed_noise
+
+__all__ = ["SGDSDE", "SignSGDSDE"]
+
+
+@final
+class SGDSDE(AbstractOwnStateSDE):
+    """SGD's SDE (Li, Tai & E 2019; docs/math.md §2): `dX = -∇f(X) dt + √η Σ(X)^{1/2} dW`.
+
+    Weak order 1 in `η`. Needs finite-variance noise: for `StudentTNoise(df <= 2)` the
+    covariance `Σ` does not exist and neither does this SDE.
+    """
+
+    optimizer: SGD
+    problem: AbstractProblem
+    optimizer_type: ClassVar[type] = SGD
+    form: ClassVar[str] = "default"
+
+    def __check_init__(self):
+        self.problem.noise.require_finite_variance("SGD")
+
+    def rest_state(self, x):
+        return ParamState(x)
+
+    def drift(self, t, y, args):
+        return ParamState(-self.problem.grad(y.x))
+
+    def diffusion(self, t, y, args):
+        root = self.problem.noise.cov_sqrt_at(self.problem, y.x)
+        return embed_noise(root, y, x=jnp.sqrt(self.lr))
+
+
+@final
+class SignSGDSDE(AbstractOwnStateSDE):
+    """SignSGD's SDE (Compagnoni et al. 2025, Thm 3.2; docs/math.md §3):
+
+    `dX = -(1 - 2 P[g(X) < 0]) dt + √η Σ̄(X)^{1/2} dW`, `Σ̄ = Cov(sign g(X))`.
+
+    The drift is `-E[sign g]`, in closed form for Gaussian (erf, Cor. 3.3) and Student-t
+    (t CDF) noise and by Monte Carlo for `SampledNoise`. Exists for any Student-t `df > 0`.
+    """
+
+    optimizer: SignSGD
+    problem: AbstractProblem
+    optimizer_type: ClassVar[type] = SignSGD
+    form: ClassVar[str] = "default"
+
+    def rest_state(self, x):
+        return ParamState(x)
+
+    def drift(self, t, y, args):
+        return ParamState(-self.problem.noise.sign_mean_at(self.problem, y.x))
+
+    def diffusion(self, t, y, args):
+        root = self.problem.noise.sign_cov_sqrt_at(self.problem, y.x)
+        return embed_noise(root, y, x=jnp.sqrt(self.lr))

@@ -1,0 +1,35 @@
+"""What the studies share: their randomness and their progress messages."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import jax
+from jaxtyping import PRNGKeyArray
+
+from .._simulate import check_key
+
+__all__ = ["resolve_key", "Progress", "say"]
+
+Progress = Callable[[str], None] | None
+
+
+def resolve_key(key: PRNGKeyArray | None, seed: int | None) -> PRNGKeyArray:
+    """`key` (required), or a key from the deprecated `seed=` of the first release."""
+    if seed is not None:
+        warnings.warn(
+            "seed= is deprecated (it will be removed in the next release): pass "
+            "key=jax.random.key(seed).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if key is not None:
+            raise ValueError("seed= and key= were both given: pass key= only.")
+        return jax.random.key(seed)
+    return check_key(key)
+
+
+def say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
