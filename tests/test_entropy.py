@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_network
 
 import sdelens as sl
 from sdelens import flatness
@@ -14,85 +13,6 @@ from sdelens import flatness
 def x64():
     with jax.enable_x64(True):
         yield
-
-
-def test_hvp_lanczos_trace_density_match_dense_hessian():
-    loss, x = tiny_network()
-    dense = flatness.dense_hessian(loss, x)
-    exact = np.linalg.eigvalsh(np.asarray(dense))
-    v = jax.random.normal(jax.random.key(2), x.shape)
-    np.testing.assert_allclose(flatness.hvp(loss, x, v), dense @ v, rtol=1e-10, atol=1e-12)
-    top, vectors = flatness.top_eigenvalues(loss, x, 5, jax.random.key(3))
-    np.testing.assert_allclose(top, exact[::-1][:5], rtol=1e-6)
-    np.testing.assert_allclose(dense @ vectors[:, 0], top[0] * vectors[:, 0], atol=1e-6)
-    trace, se = flatness.hutchinson_trace(loss, x, jax.random.key(4), n_probes=400)
-    assert abs(trace - exact.sum()) < 4 * se
-    # Rademacher probes: Var(zᵀHz) = 2 (‖H‖_F² - Σ Hᵢᵢ²)
-    off_diagonal = np.sum(np.asarray(dense) ** 2) - np.sum(np.diag(np.asarray(dense)) ** 2)
-    np.testing.assert_allclose(se, np.sqrt(2 * off_diagonal / 400), rtol=0.2)
-    sd = flatness.spectral_density(loss, x, jax.random.key(5), n_probes=8, n_iter=41)
-    mass = float(jnp.sum(sd.density) * (sd.grid[1] - sd.grid[0]))
-    assert abs(mass - 1.0) < 0.02
-    # each probe's quadrature mean is qᵀHq for its unit start vector q: E = tr(H)/d
-    per_probe = np.asarray(jnp.sum(sd.nodes * sd.weights, 1))
-    assert abs(per_probe.mean() - exact.mean()) < 4 * per_probe.std(ddof=1) / np.sqrt(8)
-
-
-@pytest.mark.parametrize("h", [jnp.array([2.0]), jnp.array([0.5, 3.0])], ids=["1d", "2d"])
-def test_local_entropy_of_a_quadratic_has_curvature_h_gamma_over_h_plus_gamma(h):
-    gamma, temperature = 1.5, 0.2
-    loss = lambda x: 0.5 * jnp.sum(h * x**2)  # noqa: E731
-    x1, x2 = jnp.full(h.shape, 0.3), jnp.full(h.shape, -0.7)
-    curvature = h * gamma / (h + gamma)
-    want = 0.5 * jnp.sum(curvature * (x2**2 - x1**2))
-    for method in (flatness.local_entropy_laplace, flatness.local_entropy_integral):
-        got = method(loss, x2, gamma, temperature) - method(loss, x1, gamma, temperature)
-        np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=method.__name__)
-    est = flatness.local_entropy_langevin(
-        loss, x2, gamma, temperature, jax.random.key(0), n_steps=4000, step_size=2e-3
-    )
-    bias = 2e-3 * (h + gamma) * jnp.abs(curvature * x2)  # O(η') SGLD bias
-    assert np.all(np.abs(est.grad - curvature * x2) < 4 * gamma * est.std_error + bias)
-    # the chain samples the Gibbs measure: Var x' = T/(h + γ). Standard error of the pooled
-    # variance: √(2 τ / n) relative, τ = 2/(η'(h + γ)) the integrated autocorrelation time.
-    tau = 2.0 / (2e-3 * (h + gamma))
-    rel_se = np.sqrt(2 * tau / (3500 * 64))
-    assert np.all(np.abs(est.variance / (temperature / (h + gamma)) - 1) < 4 * rel_se + 0.01)
-
-
-def test_local_entropy_prefers_wide_minimum_only_at_high_temperature():
-    """f has a narrow deep minimum at -1 (depth 1, width 0.05) and a wide shallow one at +1.5
-    (depth 0.8, width 0.5), γ = 1. At small T local entropy keeps the deeper one; at larger T the
-    log-det penalty on the narrow minimum wins. Smoothing at the same width T/γ also flips."""
-
-    def loss(x):
-        narrow = jnp.exp(-0.5 * ((x[0] + 1.0) / 0.05) ** 2)
-        wide = 0.8 * jnp.exp(-0.5 * ((x[0] - 1.5) / 0.5) ** 2)
-        return -(narrow + wide)
-
-    narrow, wide, gamma = jnp.array([-1.0]), jnp.array([1.5]), 1.0
-
-    def prefers_wide(temperature):
-        f = lambda x: flatness.local_entropy_integral(loss, x, gamma, temperature)  # noqa: E731
-        return bool(f(wide) < f(narrow))
-
-    # log-det penalty (T/2) log(1 + l/γ): l = 400 (narrow), 3.2 (wide); flips near T = 0.09
-    assert not prefers_wide(0.002) and not prefers_wide(0.05) and prefers_wide(0.15)
-    width = jnp.sqrt(0.15 / gamma)
-    smooth = [flatness.smoothed_loss_integral(loss, x, width) for x in (narrow, wide)]
-    assert smooth[1] < smooth[0]
-
-
-def test_smoothed_loss_of_a_quadratic():
-    h, width = jnp.array([2.0, 0.5]), 0.3
-    loss = lambda x: 0.5 * jnp.sum(h * x**2)  # noqa: E731
-    x = jnp.array([0.4, -1.0])
-    value, se = flatness.smoothed_loss(loss, x, width, jax.random.key(0), n_samples=4000)
-    grad, _ = flatness.smoothed_grad(loss, x, width, jax.random.key(0), n_samples=4000)
-    want = 0.5 * jnp.sum(h * (x**2 + width**2))
-    assert abs(value - want) < 4 * se
-    np.testing.assert_allclose(grad, h * x, rtol=1e-10)  # antithetic pairs cancel exactly
-    np.testing.assert_allclose(flatness.smoothed_loss_integral(loss, x, width), want, rtol=1e-5)
 
 
 def test_entropy_sgd_outer_step_is_lr_gamma_x_minus_gibbs_mean():
@@ -158,17 +78,6 @@ def test_entropy_sgd_bad_input(kwargs, name):
     base = {"lr": 0.5, "gamma": 1.0, "inner_lr": 0.02, "inner_steps": 5, "temperature": 0.1}
     with pytest.raises(ValueError, match=name):
         sl.EntropySGD(**{**base, **kwargs})
-
-
-def test_flatness_bad_input():
-    loss = lambda x: jnp.sum(x**2)  # noqa: E731
-    x = jnp.ones(3)
-    with pytest.raises(ValueError, match="gamma"):
-        flatness.local_entropy_laplace(loss, x, -1.0, 0.1)
-    with pytest.raises(ValueError, match="d <= 2"):
-        flatness.local_entropy_integral(loss, x, 1.0, 0.1)
-    with pytest.raises(ValueError, match="n_iter=4"):
-        flatness.lanczos(loss, x, 4, jax.random.key(0))
 
 
 def test_compute_fair_gives_every_optimizer_the_same_gradient_budget():
