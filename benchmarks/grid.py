@@ -2,10 +2,12 @@
 
     python benchmarks/grid.py [--steps 200]
 
-SignSGD and Adam on f = ½ Σ hᵢ xᵢ² with Gaussian noise, d in {10, 1000}, paths in {1e3, 1e5},
-statistics only (`keep="stats"`, chunks of 10⁴ paths). Each case runs in its own process so its
-peak resident memory is its own; the time is the median of the repeats after one warm-up call
-(whose extra time is reported as compile time).
+SignSGD and Adam on the benchmark problem of `run.py` (`run.problem(d)`: the command line's
+standard quadratic `sl.Quadratic.standard(d, cond=4.0, scale=1.0)`, f = ½ Σ hᵢ xᵢ² with
+h = linspace(1, 4, d) and Gaussian noise of std scale · linspace(1, 2, d)), x0 = 1,
+d in {10, 1000}, paths in {1e3, 1e5}, statistics only (`keep="stats"`, chunks of 10⁴ paths).
+Each case runs in its own process so its peak resident memory is its own; the time is the
+median of the repeats after one warm-up call (whose extra time is reported as compile time).
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 CASE = r"""
 import json, resource, statistics, sys, time
 import jax, jax.numpy as jnp
 import sdelens as sl
+from run import problem  # run in benchmarks/
 kind, opt_name, d, n, steps, repeats = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
-noise = sl.GaussianNoise(scale=jnp.linspace(0.5, 2.0, d))
-prob = sl.Quadratic(h=jnp.linspace(1.0, 4.0, d), noise=noise)
+prob = problem(d)
 opt = sl.SignSGD(lr=1e-2) if opt_name == "signsgd" else sl.Adam(lr=1e-2, beta1=0.9, beta2=0.99)
 fn = sl.simulate if kind == "simulate" else sl.run_optimizer
 def once():
@@ -51,7 +56,10 @@ def main() -> None:
                 for n in (1_000, 100_000):
                     argv = [kind, opt, str(d), str(n), str(args.steps), str(args.repeats)]
                     out = subprocess.run(
-                        [sys.executable, "-c", CASE, *argv], capture_output=True, text=True
+                        [sys.executable, "-c", CASE, *argv],
+                        capture_output=True,
+                        text=True,
+                        cwd=HERE,
                     )
                     if out.returncode:
                         print(f"| {kind} | {opt} | {d} | {n} | failed: {out.stderr[-200:]!r} |")

@@ -53,7 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     paths, steps, repeats = (2, 20, 2) if args.quick else (args.paths, args.steps, args.repeats)
     save_every, lr, s = steps // 4, 0.05, 0.01
-    gaussian = sl.network_problem(args.problem, sl.GaussianNoise(s))
+    init = jax.random.key(0)  # the model's initialisation, the same for every contender
+    gaussian = sl.network_problem(args.problem, sl.GaussianNoise(s), key=init)
     x0s = jnp.broadcast_to(gaussian.x0, (paths, gaussian.dim))
     keys = jax.random.split(jax.random.key(0), paths)
     base = baseline(gaussian, lr, s, steps, save_every)
@@ -70,11 +71,13 @@ def main() -> None:
         "SGD SDE, Gaussian noise": sim(sl.SGD(lr), gaussian),
         "Adam SDE, Gaussian noise": sim(sl.Adam(1e-3, beta2=0.99), gaussian),
         "SGD SDE, minibatch 32 exact": sim(
-            sl.SGD(lr), sl.network_problem(args.problem, sl.MinibatchNoise(32))
+            sl.SGD(lr), sl.network_problem(args.problem, sl.MinibatchNoise(32), key=init)
         ),
         "SGD SDE, minibatch 32 diagonal": sim(
             sl.SGD(lr),
-            sl.network_problem(args.problem, sl.MinibatchNoise(32, covariance="diagonal")),
+            sl.network_problem(
+                args.problem, sl.MinibatchNoise(32, covariance="diagonal"), key=init
+            ),
         ),
     }
     fns = [lambda: base(x0s, keys)] + list(contenders.values())

@@ -3,23 +3,32 @@
     python benchmarks/run.py                  # the grid below (~10 min on 2 cores)
     python benchmarks/run.py --quick          # tiny sizes, a smoke test
     python benchmarks/run.py --case adam 10 1000 --steps 100   # one case as JSON
+    python benchmarks/run.py --case adam 32 1000 --functions simulate   # only its simulate row
 
-Grid: SignSGD and Adam, d in {10, 1000}, paths in {1e3, 1e5}; steps chosen so that each call
-does ~2e7 coordinate-steps (at least 5, at most 1000), saving at the first and last step.
-Each (optimizer, d, paths) case runs in its own process, so its peak RSS is its own.
+Problem: the command line's standard quadratic, `sl.Quadratic.standard(d, cond=4.0,
+scale=1.0)` (`problem` below, shared by `grid.py` and `vs_torchsde.py`): f = ½ Σ hᵢ xᵢ² with
+h = linspace(1, 4, d) and Gaussian gradient noise of std scale · linspace(1, 2, d); x0 = 1.
+
+Grid: SignSGD and Adam, d in {10, 1000}, paths in {1e3, 1e5}, plus one row `simulate adam` at
+d = 32 with 1e3 paths (with the d = 10 rows: the typed state's cost at small d); steps chosen so
+that each call does ~2e7 coordinate-steps (at least 5, at most 1000), saving at the first and
+last step. Each (optimizer, d, paths) case runs in its own process, so its peak RSS is its own.
 
 - `simulate` vs a hand-written `lax.scan` Euler–Maruyama of the same SDE (the SDE's own drift
-  and diffusion, `jax.random.normal` increments) under `vmap` (target <= 1.15x);
+  and diffusion on its typed state, `jax.random.normal` increments) under `vmap`
+  (target <= 1.15x);
 - `run_optimizer` vs a hand-written scan of the optimizer's update with the same key scheme
   (target <= 1.15x);
 - `simulate` vs torchsde's `sdeint` (Euler, SignSGD SDE, same paths and steps, one CPU thread
   each; `vs_torchsde.py`, needs `make bench`'s peers environment) (target >= 8x faster);
 - a network problem (`networks.py`): the SGD SDE step vs a full-batch gradient step.
 
-"core" is the jitted function alone; "public" is the user-facing call with `keep="stats"`
-(validation, key splitting, statistics on device, divergence check). Compile time is the first
-call minus the median of the later ones; contenders are timed in interleaved rounds (median of
-`--repeats`) so that a slow moment of the machine hits all alike. Nothing is asserted.
+"core" is the jitted function alone (`sdelens._kernels.solve_paths` / `optimize_paths`: the
+state named tuple at the saves and the loss, `(states, loss)`, which the baselines compute too);
+"public" is the user-facing call with `keep="stats"` (validation, key splitting, statistics on
+device, divergence check). Compile time is the first call minus the median of the later ones;
+contenders are timed in interleaved rounds (median of `--repeats`) so that a slow moment of the
+machine hits all alike. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -40,12 +49,19 @@ import jax
 import jax.numpy as jnp
 
 import sdelens as sl
-from sdelens._simulate import _optimize_paths, _solve_paths
+from sdelens._kernels import optimize_paths, solve_paths
 
 HERE = Path(__file__).resolve().parent
 TARGET = 1.15
 TORCHSDE_TARGET = 8.0
 LR = 1e-2
+# The benchmark problem: `sl.Quadratic.standard(d, cond=COND, scale=SCALE)`.
+COND, SCALE = 4.0, 1.0
+OPTIMIZERS = ("signsgd", "adam")
+FUNCTIONS = ("simulate", "run_optimizer")
+# Cases beyond the grid: (optimizer, d, paths, functions).
+EXTRA_CASES = (("adam", 32, 1000, ("simulate",)),)
+QUICK_EXTRA_CASES = (("adam", 32, 64, ("simulate",)),)
 
 
 def _once(fn) -> float:
@@ -71,8 +87,9 @@ def steps_for(d: int, paths: int) -> int:
 
 
 def problem(d: int) -> sl.Quadratic:
-    noise = sl.GaussianNoise(scale=jnp.linspace(0.5, 2.0, d))
-    return sl.Quadratic(h=jnp.linspace(1.0, 4.0, d), noise=noise)
+    """The command line's standard quadratic: `h = linspace(1, 4, d)`, Gaussian noise of std
+    `SCALE · linspace(1, 2, d)`."""
+    return sl.Quadratic.standard(d, cond=COND, scale=SCALE)
 
 
 def optimizer(name: str):
@@ -80,8 +97,10 @@ def optimizer(name: str):
 
 
 def baseline_sde(sde, n_steps: int):
-    """Euler–Maruyama `y ← y + b(t, y) dt + G(t, y) √dt ξ` with the SDE's own `b` and `G`,
-    `ξ = jax.random.normal(fold_in(key, k))`: what a user would write by hand with JAX."""
+    """Euler–Maruyama `y ← y + b(t, y) dt + G(t, y) √dt ξ` with the SDE's own `b` and `G` on
+    its typed state, `ξ = jax.random.normal(fold_in(key, k))`: what a user would write by hand
+    with JAX. Returns what `solve_paths` returns: `(states, loss)`, the state named tuple at
+    the saves (the first and last step) and the loss there."""
     dt = sde.lr
 
     def path(x0, key):
@@ -91,13 +110,13 @@ def baseline_sde(sde, n_steps: int):
         def step(y, k):
             t = k * dt
             xi = jax.random.normal(jax.random.fold_in(key, k), shape)
+            drift = sde.drift(t, y, None)
             kick = sde.diffusion(t, y, None).mv(jnp.sqrt(dt) * xi)
-            return y + dt * sde.drift(t, y, None) + kick, None
+            return jax.tree.map(lambda yi, bi, gi: yi + dt * bi + gi, y, drift, kick), None
 
         y, _ = jax.lax.scan(step, y0, jnp.arange(n_steps))
-        ys = jnp.stack([y0, y])
-        xs = jax.vmap(sde.parameters)(ys)
-        return ys, xs, jax.vmap(sde.problem.loss)(xs)
+        states = jax.tree.map(lambda first, last: jnp.stack([first, last]), y0, y)
+        return states, jax.vmap(sde.problem.loss)(sde.parameters(states))
 
     return jax.jit(jax.vmap(path))
 
@@ -105,7 +124,8 @@ def baseline_sde(sde, n_steps: int):
 def baseline_optimizer(name: str, prob: sl.Quadratic, opt, n_steps: int):
     """The update written out (SignSGD: `x - η sign(g)`; Adam: bias-corrected, ε outside the
     root), `g = ∇f + Z` from `prob.stochastic_grad(x, fold_in(key, k))` as `run_optimizer`;
-    returns what `run_optimizer` returns: the state (Adam: `(x, m, v)`) at the saves."""
+    returns what `optimize_paths` returns: `(states, loss)`, the optimizer's state named tuple
+    (`ParamState(x)`, `AdamState(x, m, v)`) at the saves and the loss there."""
 
     def run(x0, key):
         def step(carry, k):
@@ -122,18 +142,18 @@ def baseline_optimizer(name: str, prob: sl.Quadratic, opt, n_steps: int):
         zeros = jnp.zeros_like(x0)
         start = (x0, zeros, zeros)
         end, _ = jax.lax.scan(step, start, jnp.arange(n_steps))
-        if name == "signsgd":
-            ys = jnp.stack([x0, end[0]])
-        else:
-            ys = jnp.stack([jnp.concatenate(start), jnp.concatenate(end)])
-        xs = ys[:, : x0.shape[0]]
-        return ys, xs, jax.vmap(prob.loss)(xs)
+        saved = [jnp.stack([first, last]) for first, last in zip(start, end, strict=True)]
+        states = sl.ParamState(saved[0]) if name == "signsgd" else sl.AdamState(*saved)
+        return states, jax.vmap(prob.loss)(states.x)
 
     return jax.jit(jax.vmap(run))
 
 
-def run_case(name: str, d: int, paths: int, n_steps: int, repeats: int) -> list[dict]:
-    """Time one (optimizer, d, paths) case: simulate and run_optimizer against their baselines."""
+def run_case(
+    name: str, d: int, paths: int, n_steps: int, repeats: int, functions=FUNCTIONS
+) -> list[dict]:
+    """Time one (optimizer, d, paths) case: `functions` (simulate, run_optimizer) against their
+    baselines."""
     prob, opt = problem(d), optimizer(name)
     sde = sl.sde_for(opt, prob)
     x0 = jnp.ones(d)
@@ -145,19 +165,20 @@ def run_case(name: str, d: int, paths: int, n_steps: int, repeats: int) -> list[
     contenders = {
         "simulate": (
             lambda: sde_by_hand(x0s, keys),
-            lambda: _solve_paths(sde, diffrax.Euler(), False, x0s, keys, n_steps, n_steps),
+            lambda: solve_paths(sde, diffrax.Euler(), False, x0s, keys, n_steps, n_steps),
             lambda: sl.simulate(opt, prob, x0, n_steps, paths, key, n_steps, keep="stats").stats,
         ),
         "run_optimizer": (
             lambda: optimizer_by_hand(x0s, keys),
-            lambda: _optimize_paths(opt, prob, x0s, keys, n_steps, n_steps),
+            lambda: optimize_paths(opt, prob, x0s, keys, n_steps, n_steps),
             lambda: (
                 sl.run_optimizer(opt, prob, x0, n_steps, paths, key, n_steps, keep="stats").stats
             ),
         ),
     }
     rows = []
-    for function, fns in contenders.items():
+    for function in functions:
+        fns = contenders[function]
         (base_c, base_t), (core_c, core_t), (pub_c, pub_t) = timed(
             [fns[0], fns[1], _stats_ready(fns[2])], repeats
         )
@@ -258,13 +279,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--case", nargs=3, metavar=("OPTIMIZER", "D", "PATHS"))
+    parser.add_argument(
+        "--functions", nargs="+", choices=FUNCTIONS, default=FUNCTIONS, help="with --case"
+    )
     parser.add_argument("--steps", type=int)
     parser.add_argument("--no-peers", action="store_true", help="skip the torchsde rows")
     args = parser.parse_args()
     if args.case:
         name, d, paths = args.case[0], int(args.case[1]), int(args.case[2])
         n_steps = args.steps or steps_for(d, paths)
-        print(json.dumps(run_case(name, d, paths, n_steps, args.repeats)))
+        print(json.dumps(run_case(name, d, paths, n_steps, args.repeats, args.functions)))
         return
     dims, path_counts = ((4,), (64,)) if args.quick else ((10, 1000), (1000, 100_000))
     repeats = 1 if args.quick else args.repeats
@@ -274,15 +298,18 @@ def main() -> None:
         f"median of {repeats}\n",
         flush=True,
     )
+    cases = [
+        (name, d, paths, FUNCTIONS) for name in OPTIMIZERS for d in dims for paths in path_counts
+    ]
+    cases += QUICK_EXTRA_CASES if args.quick else EXTRA_CASES
     rows = []
-    for name in ("signsgd", "adam"):
-        for d in dims:
-            for paths in path_counts:
-                command = [sys.executable, __file__, "--case", name, str(d), str(paths)]
-                command += ["--repeats", str(repeats)] + (["--steps", "20"] if args.quick else [])
-                out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-                rows += json.loads(out.strip().splitlines()[-1])
-                print(f"done: {name} d={d} paths={paths}", file=sys.stderr, flush=True)
+    for name, d, paths, functions in cases:
+        command = [sys.executable, __file__, "--case", name, str(d), str(paths)]
+        command += ["--functions", *functions, "--repeats", str(repeats)]
+        command += ["--steps", "20"] if args.quick else []
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        rows += json.loads(out.strip().splitlines()[-1])
+        print(f"done: {name} d={d} paths={paths}", file=sys.stderr, flush=True)
     if not args.no_peers:
         rows += torchsde_rows([(d, p) for d in dims for p in path_counts], repeats)
     rows += network_rows(args.quick)

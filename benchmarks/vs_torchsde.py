@@ -2,9 +2,12 @@
 
     python benchmarks/vs_torchsde.py [--paths 1000 --steps 1000 --dim 100]
 
-The SignSGD SDE on f = ½ Σ hᵢ xᵢ² with Gaussian noise: drift -erf(∇f/(√2 s)), diagonal
-diffusion √η √(1 - drift²), Euler–Maruyama with dt = η, saving every 100 steps. Each side runs
-in its own process restricted to one thread: JAX through XLA flags, torch through
+The SignSGD SDE on the benchmark problem of `run.py` (`run.problem(d)`: the command line's
+standard quadratic `sl.Quadratic.standard(d, cond=4.0, scale=1.0)`, f = ½ Σ hᵢ xᵢ² with
+h = linspace(1, 4, d) and Gaussian noise of std s = scale · linspace(1, 2, d)), x0 = 1: drift
+-erf(∇f/(√2 s)), diagonal diffusion √η √(1 - drift²), Euler–Maruyama with dt = η, saving every
+100 steps (the torch side writes the same h and s out, from `run.COND` and `run.SCALE`). Each
+side runs in its own process restricted to one thread: JAX through XLA flags, torch through
 `torch.set_num_threads(1)` (on this 2-core machine torch is ~20x slower with 2 threads). torch
 and torchsde live in a separate environment (`benchmarks/.venv-peers`, made by `make bench`);
 they are never dependencies of sdelens. The reported time is the median of `--repeats` runs after
@@ -20,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from run import COND, LR, SCALE
+
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / ".venv-peers" / "bin" / "python"
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -28,10 +33,10 @@ JAX_SIDE = r"""
 import json, resource, statistics, sys, time
 import jax, jax.numpy as jnp
 import sdelens as sl
+from run import problem  # run in benchmarks/
 d, n, steps, save, repeats = map(int, sys.argv[1:6])
-lr = 1e-2
-noise = sl.GaussianNoise(scale=jnp.linspace(0.5, 2.0, d))
-prob = sl.Quadratic(h=jnp.linspace(1.0, 4.0, d), noise=noise)
+lr = float(sys.argv[8])
+prob = problem(d)
 def once():
     t = time.perf_counter()
     run = sl.simulate(sl.SignSGD(lr=lr), prob, jnp.ones(d), steps, n, jax.random.key(0), save)
@@ -50,9 +55,10 @@ import json, math, statistics, sys, time
 import torch, torchsde
 torch.set_num_threads(1)
 d, n, steps, save, repeats = map(int, sys.argv[1:6])
-lr = 1e-2
-h = torch.linspace(1.0, 4.0, d)
-s = torch.linspace(0.5, 2.0, d)
+cond, scale, lr = map(float, sys.argv[6:9])
+# run.problem(d) = sl.Quadratic.standard(d, cond, scale), written out
+h = torch.linspace(1.0, cond, d)
+s = scale * torch.linspace(1.0, 2.0, d)
 
 class SignSGDSDE(torch.nn.Module):
     noise_type, sde_type = "diagonal", "ito"
@@ -79,14 +85,14 @@ print(json.dumps({"seconds": statistics.median(times), "final_loss": loss}))
 
 def run_side(python: str, code: str, args: list[str], env: dict) -> dict:
     out = subprocess.run(
-        [python, "-c", code, *args], env=env, capture_output=True, text=True, check=True
+        [python, "-c", code, *args], env=env, capture_output=True, text=True, check=True, cwd=HERE
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def compare(d: int, paths: int, steps: int, save_every: int, repeats: int) -> tuple[dict, dict]:
     """(sdelens, torchsde) results of the SignSGD SDE, each side in its own one-thread process."""
-    sizes = [str(v) for v in (d, paths, steps, save_every, repeats)]
+    sizes = [str(v) for v in (d, paths, steps, save_every, repeats, COND, SCALE, LR)]
     env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD_XLA, "OMP_NUM_THREADS": "1"}
     return run_side(sys.executable, JAX_SIDE, sizes, env), run_side(
         str(PEERS_PYTHON), TORCH_SIDE, sizes, env

@@ -1,10 +1,29 @@
-"""The benchmark script keeps running (timings themselves are never asserted)."""
+"""The benchmark scripts keep running (timings themselves are never asserted), and their
+hand-written baselines compute what the cores of sdelens compute."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sdelens as sl
+from sdelens._kernels import optimize_paths, solve_paths
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench_run():
+    """`benchmarks/run.py` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_benchmark_script_runs_quick():
@@ -22,7 +41,63 @@ def test_benchmark_script_runs_quick():
     for function in ("simulate", "run_optimizer"):
         for optimizer in ("signsgd", "adam"):
             assert f"{function} {optimizer}" in cases
+    # the extra small-d Adam row (d = 32 in the full grid) runs simulate only
+    assert [(row["case"], row["d"]) for row in rows if row["d"] == "32"] == [
+        ("simulate adam", "32")
+    ]
     assert sum("SDE" in case for case in cases) == 4  # the network rows
     for row in rows:
         assert float(row["sdelens/baseline"]) > 0
         assert float(row["peak RSS GB"]) > 0
+
+
+def test_benchmark_problem_is_the_standard_quadratic():
+    bench = _bench_run()
+    prob = bench.problem(5)
+    np.testing.assert_allclose(prob.h, jnp.linspace(1.0, 4.0, 5))
+    np.testing.assert_allclose(prob.noise.scale, jnp.linspace(1.0, 2.0, 5))
+
+
+@pytest.mark.parametrize("name", ["signsgd", "adam"])
+def test_baseline_optimizer_computes_what_optimize_paths_computes(name):
+    bench = _bench_run()
+    d, n, steps = 4, 8, 20
+    prob, opt = bench.problem(d), bench.optimizer(name)
+    x0s = jnp.ones((n, d))
+    keys = jax.random.split(jax.random.key(0), n)
+    states, loss = bench.baseline_optimizer(name, prob, opt, steps)(x0s, keys)
+    core_states, core_loss = optimize_paths(opt, prob, x0s, keys, steps, steps)
+    assert type(states) is type(core_states)
+    for field in core_states._fields:
+        np.testing.assert_allclose(
+            getattr(states, field), getattr(core_states, field), rtol=1e-5, atol=1e-6
+        )
+    np.testing.assert_allclose(loss, core_loss, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["signsgd", "adam"])
+def test_baseline_sde_integrates_the_sde_of_solve_paths(name):
+    """Same structure and start; other Brownian draws, so they agree in law: the final mean
+    loss (mostly the drift) within 4 standard errors of the difference, and the variance of
+    every coordinate (the diffusion: all paths start at one point) within 4 standard errors of
+    the ratio, `√(4/n)` for Gaussian samples."""
+    bench = _bench_run()
+    d, n, steps = 4, 4000, 50
+    prob, opt = bench.problem(d), bench.optimizer(name)
+    sde = sl.sde_for(opt, prob)
+    x0s = jnp.ones((n, d))
+    keys = jax.random.split(jax.random.key(0), n)
+    states, loss = bench.baseline_sde(sde, steps)(x0s, keys)
+    core_states, core_loss = solve_paths(sde, diffrax.Euler(), False, x0s, keys, steps, steps)
+    assert type(states) is type(core_states)
+    for field in core_states._fields:
+        assert getattr(states, field).shape == getattr(core_states, field).shape == (n, 2, d)
+        np.testing.assert_array_equal(
+            getattr(states, field)[:, 0], getattr(core_states, field)[:, 0]
+        )
+    assert loss.shape == core_loss.shape == (n, 2)
+    a, b = np.asarray(loss[:, -1], float), np.asarray(core_loss[:, -1], float)
+    se = np.sqrt(a.var(ddof=1) / n + b.var(ddof=1) / n)
+    assert abs(a.mean() - b.mean()) < 4 * se
+    var, core_var = np.var(states.x[:, -1], axis=0), np.var(core_states.x[:, -1], axis=0)
+    np.testing.assert_array_less(np.abs(var / core_var - 1), 4 * np.sqrt(4 / n))
