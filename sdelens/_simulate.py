@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import diffrax
 import jax
@@ -44,8 +45,20 @@ def _ensemble_options(keep, chunk_size, hist, devices) -> dict:
     return {"keep": keep, "chunk_size": chunk_size, "hist": hist, "devices": devices}
 
 
-def _prepare(problem, x0, n_steps, n_paths, key, save_every, paths_name: str):
-    """Validated sizes, one start point per path, one key per path."""
+class _Plan(NamedTuple):
+    """A validated ensemble: sizes, one start point and one key per path, chunking options."""
+
+    opt: AbstractOptimizer
+    problem: AbstractProblem
+    n_steps: int
+    save_every: int
+    x0s: Float[Array, "n d"]
+    keys: PRNGKeyArray
+    ensemble: dict
+
+
+def _prepare(opt, problem, x0, n_steps, n_paths, key, save_every, paths_name: str, ensemble):
+    """Validate everything before anything runs."""
     n_steps = _check.positive_int("n_steps", n_steps)
     save_every = _check.positive_int("save_every", save_every)
     if n_steps % save_every:
@@ -64,11 +77,13 @@ def _prepare(problem, x0, n_steps, n_paths, key, save_every, paths_name: str):
             )
     n_paths = _check.positive_int(paths_name, 1 if n_paths is None else n_paths)
     keys = jax.random.split(check_key(key), n_paths)
-    return n_steps, n_paths, save_every, jnp.broadcast_to(x0, (n_paths, x0.shape[-1])), keys
+    x0s = jnp.broadcast_to(x0, (n_paths, x0.shape[-1]))
+    return _Plan(opt, problem, n_steps, save_every, x0s, keys, _ensemble_options(**ensemble))
 
 
-def _run(kind, core, x0s, keys, ensemble, *, opt, problem, n_steps, save_every, extra, grad_evals):
+def _run(kind: str, core, plan: _Plan, extra: dict, grad_evals: int) -> Run:
     """Run `core` over the ensemble and wrap the result (divergence flags, config) in a `Run`."""
+    opt, problem, n_steps, save_every, x0s, keys, ensemble = plan
     started = time.perf_counter()
     states, loss, stats = run_ensemble(core, x0s, keys, **ensemble)
     n_paths = x0s.shape[0]
@@ -156,9 +171,8 @@ def simulate(
     `devices` (default: all local devices) share each chunk along a `"paths"` mesh axis. Path
     `i` always uses key `split(key, n_paths)[i]`, so neither changes the result.
     """
-    n_steps, n_paths, save_every, x0s, keys = _prepare(
-        prob, x0, n_steps, n_paths, key, save_every, "n_paths"
-    )
+    options = {"keep": keep, "chunk_size": chunk_size, "hist": hist, "devices": devices}
+    plan = _prepare(opt, prob, x0, n_steps, n_paths, key, save_every, "n_paths", options)
     substeps = _check.positive_int("substeps", substeps)
     solver = diffrax.Euler() if solver is None else solver
     if isinstance(solver, diffrax.AbstractItoSolver):
@@ -170,28 +184,22 @@ def simulate(
             f"solver={type(solver).__name__} is invalid: an SDE solver is required "
             "(Itô: Euler, ItoMilstein; Stratonovich: Heun, EulerHeun, Midpoint, ...)."
         )
-    ensemble = _ensemble_options(keep, chunk_size, hist, devices)
     sde = sde_for(opt, prob, form=form)
 
     def core(x0s_chunk, keys_chunk):
         return solve_paths(
-            sde, solver, stratonovich, x0s_chunk, keys_chunk, n_steps, save_every, substeps
+            sde,
+            solver,
+            stratonovich,
+            x0s_chunk,
+            keys_chunk,
+            plan.n_steps,
+            plan.save_every,
+            substeps,
         )
 
     extra = {"solver": type(solver).__name__, "form": form, "substeps": substeps}
-    return _run(
-        "sde",
-        core,
-        x0s,
-        keys,
-        ensemble,
-        opt=opt,
-        problem=prob,
-        n_steps=n_steps,
-        save_every=save_every,
-        extra=extra,
-        grad_evals=n_steps * substeps,
-    )
+    return _run("sde", core, plan, extra, grad_evals=plan.n_steps * substeps)
 
 
 def run_optimizer(
@@ -219,24 +227,10 @@ def run_optimizer(
     `t = k·lr` on the same clock. `Run.state` holds the optimizer's state in its SDE's layout
     (e.g. `AdamState(x, m, v)`). `keep`, `chunk_size`, `hist`, `devices`: as in `simulate`.
     """
-    n_steps, n_runs, save_every, x0s, keys = _prepare(
-        prob, x0, n_steps, n_runs, key, save_every, "n_runs"
-    )
-    ensemble = _ensemble_options(keep, chunk_size, hist, devices)
+    options = {"keep": keep, "chunk_size": chunk_size, "hist": hist, "devices": devices}
+    plan = _prepare(opt, prob, x0, n_steps, n_runs, key, save_every, "n_runs", options)
 
     def core(x0s_chunk, keys_chunk):
-        return optimize_paths(opt, prob, x0s_chunk, keys_chunk, n_steps, save_every)
+        return optimize_paths(opt, prob, x0s_chunk, keys_chunk, plan.n_steps, plan.save_every)
 
-    return _run(
-        "optimizer",
-        core,
-        x0s,
-        keys,
-        ensemble,
-        opt=opt,
-        problem=prob,
-        n_steps=n_steps,
-        save_every=save_every,
-        extra={},
-        grad_evals=n_steps * opt.grads_per_step,
-    )
+    return _run("optimizer", core, plan, {}, grad_evals=plan.n_steps * opt.grads_per_step)

@@ -147,7 +147,8 @@ def _pick(o, names: str) -> dict:
 def _spell(message: str, options: dict) -> str:
     """`n_runs=0` → `--paths=0`: name the option the user typed, not the API parameter."""
     names = {**{o: o for o in options}, **{k: v for k, v in SPELLING.items() if v in options}}
-    pattern = r"(?<![\w(-])(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True))
+    # not inside a quoted value: --sweep='gamma=1' keeps the value as typed
+    pattern = r"(?<![\w('\"-])(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True))
     return re.sub(pattern + ")=", lambda m: f"--{names[m[1]].replace('_', '-')}=", message)
 
 

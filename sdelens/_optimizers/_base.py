@@ -3,9 +3,11 @@ and its SDE, and knows what the theory needs of it."""
 
 import abc
 import dataclasses
+import warnings
 from typing import Any, NamedTuple
 
 import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, Float
@@ -95,6 +97,18 @@ class AbstractOptimizer(eqx.Module):
                 f"choose from {', '.join(fields)}."
             )
         return type(self)(**{**fields, **changes})
+
+    def moments(self, opt_state: Any):
+        """Deprecated: the moving averages (fields after `x` of `state(x, opt_state)`) stacked
+        as rows, or None without any; use `state(x, opt_state)`, whose fields are named."""
+        warnings.warn(
+            "opt.moments(opt_state) is deprecated and will be removed in the next release: use "
+            "opt.state(x, opt_state) (a named tuple: x, m, v, ...).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        rest = tuple(self.state(None, opt_state))[1:]
+        return jnp.stack(rest) if rest else None
 
     def with_lr(self, lr: float) -> "AbstractOptimizer":
         """This optimizer at learning rate `lr` with every `ρ = (1 - β)/η` kept fixed

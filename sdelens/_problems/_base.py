@@ -1,6 +1,7 @@
 """The problem interface: a loss `f: ℝᵈ → ℝ` and the gradient noise the optimizer sees."""
 
 import abc
+import warnings
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -69,3 +70,30 @@ class AbstractProblem(eqx.Module):
         if _check.is_concrete(x0) and not np.all(np.isfinite(np.asarray(x0))):
             raise ValueError("x0 has non-finite entries: a finite start point is required.")
         return x0
+
+    # -- deprecated (0.1): the noise at a point is the noise model's business -----------------
+
+    def _deprecated(self, old: str, new: str):
+        warnings.warn(
+            f"problem.{old}(x) is deprecated and will be removed in the next release: use "
+            f"problem.noise.{new}(problem, x).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return getattr(self.noise, new)
+
+    def noise_cov_sqrt(self, x):
+        """Deprecated: `problem.noise.cov_sqrt_at(problem, x)`."""
+        return self._deprecated("noise_cov_sqrt", "cov_sqrt_at")(self, x)
+
+    def noise_variance(self, x):
+        """Deprecated: `problem.noise.variance_at(problem, x)`."""
+        return self._deprecated("noise_variance", "variance_at")(self, x)
+
+    def sign_mean(self, x):
+        """Deprecated: `problem.noise.sign_mean_at(problem, x)`."""
+        return self._deprecated("sign_mean", "sign_mean_at")(self, x)
+
+    def sign_cov_sqrt(self, x):
+        """Deprecated: `problem.noise.sign_cov_sqrt_at(problem, x)`."""
+        return self._deprecated("sign_cov_sqrt", "sign_cov_sqrt_at")(self, x)

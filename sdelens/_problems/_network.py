@@ -9,6 +9,7 @@ docs/math.md §9).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, final
 
@@ -20,7 +21,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import _check
-from .._noise import AbstractNoise, GaussianNoise
+from .._noise import AbstractNoise, GaussianNoise, MinibatchNoise
 from ..nn import Dataset, load_dataset, make_model
 from ._base import AbstractProblem
 
@@ -131,6 +132,16 @@ class NetworkProblem(AbstractProblem):
         accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
         return jnp.mean(self.example_losses(x, inputs, labels)), accuracy
 
+    def per_example_variance(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """Deprecated: `MinibatchNoise(...).per_example_variance(problem, x)`."""
+        warnings.warn(
+            "NetworkProblem.per_example_variance(x) is deprecated and will be removed in the "
+            "next release: use sl.MinibatchNoise(batch_size).per_example_variance(problem, x).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return MinibatchNoise(batch_size=1).per_example_variance(self, x)
+
     def with_noise(self, noise):
         return NetworkProblem(self.unflatten(self.x0), self.data, noise, self.loss_name, self.name)
 
@@ -164,6 +175,8 @@ def network_problem(
     the bundled dataset (`sdelens.nn.load_dataset`).
     """
     _check.choice("problem", name, tuple(NETWORK_PROBLEMS))
+    if key is None:
+        raise ValueError("key=None is invalid: pass a JAX PRNG key, e.g. jax.random.key(0).")
     model_name, dataset_name, images = NETWORK_PROBLEMS[name]
     if data is None:
         data = load_dataset(dataset_name, image=images, train_size=train_size)

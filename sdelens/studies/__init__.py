@@ -12,7 +12,7 @@ matching figure in `sdelens.plot`.
 """
 
 from ._compute_fair import ComputeFair as ComputeFair, compute_fair as compute_fair
-from ._demo import Demo as Demo, demo as demo
+from ._demo import DEMO_PROBLEM as DEMO_PROBLEM, Demo as Demo, demo as demo
 from ._entropy import EntropyStudy as EntropyStudy, entropy_study as entropy_study
 from ._preference import Preference as Preference, minimum_preference as minimum_preference
 from ._scaling import ScalingCheck as ScalingCheck, verify_scaling as verify_scaling

@@ -257,7 +257,10 @@ def stationary_sweeps(
         raise ValueError(f"scales={scales} is invalid: a slope needs at least 2 noise levels.")
     decayed = [opt for opt in optimizers if opt.weight_decay > 0]
     if weight_decays and not decayed:
-        raise ValueError("weight_decays needs rmspropw or adamw among the optimizers.")
+        raise ValueError(
+            f"weight_decays={list(weight_decays)} is invalid: it needs rmspropw or adamw among "
+            "the optimizers."
+        )
     problem_at(scales[0])
     sizes = dict(n_steps=n_steps, n_paths=n_paths, save_every=save_every, burn_in=burn_in)
     noise = noise_sweep(optimizers, problem_at, scales, x0, key=key, progress=progress, **sizes)
