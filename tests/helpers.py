@@ -68,3 +68,79 @@ def precision_fixture():
             yield request.param
 
     return precision
+
+
+def assert_same_run(a, b):
+    """Two `sdelens.Run`s hold the same numbers: arrays, typed state (type name, field names,
+    values), scalars and config (as JSON)."""
+    import json
+
+    for field in ("steps", "ts", "loss", "x"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert (a.state is None) == (b.state is None)
+    if a.state is not None:
+        assert type(a.state).__name__ == type(b.state).__name__
+        assert a.state._fields == b.state._fields
+        for name in a.state._fields:
+            np.testing.assert_array_equal(getattr(a.state, name), getattr(b.state, name))
+    for field in ("kind", "diverged", "first_bad_step", "n_diverged", "grad_evals", "seconds"):
+        assert getattr(a, field) == getattr(b, field)
+    assert a.n_paths == b.n_paths
+    assert json.loads(json.dumps(a.config)) == b.config
+
+
+def mc_sign_moments(noise, grad, seed=0, n=400_000):
+    """Monte Carlo `E[sign g]` and `Cov(sign g)` from the noise's own sampler, as float64."""
+    import sdelens as sl
+
+    mean, cov = sl.monte_carlo_sign_moments(noise, grad, jax.random.key(seed), n)
+    return np.asarray(mean, dtype=float), np.asarray(cov, dtype=float)
+
+
+def assert_sign_mean_close(exact, est, n=400_000):
+    """`sign g` is ±1: the SE of its sample mean over `n` draws is `√((1 - m²)/n)`; 5 SE (+
+    float32 rounding)."""
+    se = np.sqrt(np.clip(1 - exact**2, 0, None) / n)
+    assert np.all(np.abs(est - exact) <= 5 * se + 1e-6), (exact, est)
+
+
+# -- shared problems ---------------------------------------------------------------------------
+
+# The 3-d test quadratic of the adaptive-method tests and the RMSprop(W)/Adam(W) settings on it.
+H3 = jnp.array([1.0, 2.0, 4.0])
+S3 = jnp.array([0.5, 1.0, 2.0])
+
+
+def adaptive_optimizers():
+    """RMSprop, RMSpropW, Adam, AdamW at lr = 0.01 (β = 0.99), by name."""
+    import sdelens as sl
+
+    return {
+        "rmsprop": sl.RMSprop(lr=1e-2, beta=0.99),
+        "rmspropw": sl.RMSprop(lr=1e-2, beta=0.99, weight_decay=0.5),
+        "adam": sl.Adam(lr=1e-2, beta1=0.9, beta2=0.99),
+        "adamw": sl.Adam(lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=1.0),
+    }
+
+
+def bundled_datasets():
+    """The datasets bundled with scikit-learn, by name (digits also as images)."""
+    from sdelens import nn
+
+    return {
+        "breast-cancer": nn.load_dataset("breast-cancer"),
+        "digits": nn.load_dataset("digits"),
+        "digits-image": nn.load_dataset("digits", image=True),
+    }
+
+
+SMALL_MLP = {"width": 4, "depth": 1}  # 134 parameters on Breast Cancer
+
+
+def small_minibatch_problem():
+    """A 134-parameter MLP on Breast Cancer with real minibatch noise (B = 32)."""
+    import sdelens as sl
+
+    return sl.network_problem(
+        "mlp-breast-cancer", sl.MinibatchNoise(32), key=jax.random.key(0), **SMALL_MLP
+    )

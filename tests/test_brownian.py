@@ -143,7 +143,7 @@ def test_both_ensemble_layouts_integrate_the_same_process(solver):
     numbers but must give the same law: SignSGD on a 3-d quadratic, mean and variance of X at
     the end of 200 steps agree within Monte Carlo error."""
     import sdelens as sl
-    from sdelens._simulate import _solve_paths
+    from sdelens._kernels import solve_paths
 
     d, n = 3, 6000
     prob = sl.Quadratic(h=jnp.array([1.0, 2.0, 4.0]), noise=sl.GaussianNoise(jnp.ones(d)))
@@ -153,9 +153,10 @@ def test_both_ensemble_layouts_integrate_the_same_process(solver):
     stratonovich = isinstance(solver, diffrax.AbstractStratonovichSolver)
     finals = []
     for paths_minor in (True, False):
-        ys, xs, _ = _solve_paths(sde, solver, stratonovich, x0s, keys, 200, 100, 1, paths_minor)
-        assert ys.shape == (n, 3, d)
-        finals.append(np.asarray(xs[:, -1], np.float64))
+        states, loss = solve_paths(sde, solver, stratonovich, x0s, keys, 200, 100, 1, paths_minor)
+        assert type(states) is sl.ParamState and states.x.shape == (n, 3, d)
+        assert loss.shape == (n, 3)
+        finals.append(np.asarray(states.x[:, -1], np.float64))
     a, b = finals
     se_mean = np.sqrt((a.var(0) + b.var(0)) / n)
     np.testing.assert_array_less(np.abs(a.mean(0) - b.mean(0)), 4 * se_mean)

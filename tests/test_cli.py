@@ -1,6 +1,12 @@
-"""The `sdelens` command line: outputs on disk, and usage errors (exit 2, one line)."""
+"""`sdelens.cli`: the thin command line. Outputs on disk, usage errors (exit 2, one line naming
+the option as typed, no traceback), and `--help` answering without importing JAX."""
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +16,7 @@ import sdelens as sl
 from sdelens.cli import app
 
 runner = CliRunner()
+COMMANDS = ["demo", "compare", "stationary", "scaling", "entropy"]
 
 
 def invoke(*args):
@@ -26,9 +33,12 @@ def test_demo_writes_summary_runs_and_figures(tmp_path):
     assert metrics["diverged"] == {"optimizer": False, "sde": False}
     assert 0 <= metrics["max_rel_mean_loss_error"] < 0.5
     assert set(metrics["optimizers"]) == {"sgd", "signsgd"}
-    assert summary["versions"]["jax"] and summary["config"]["n_paths"] == 200
-    runs = sl.load(out)
-    assert runs["signsgd_sde"].x.shape == (200, 41, 3)
+    assert summary["versions"]["jax"] and summary["config"]["paths"] == 200
+    results = sl.load_results(out)
+    names = {"sgd_optimizer", "sgd_sde", "signsgd_optimizer", "signsgd_sde"}
+    assert set(results.runs) == names
+    assert sl.load(out, "signsgd_sde").x.shape == (200, 41, 3)
+    assert results.runs["signsgd_sde"].config["n_paths"] == 200
     assert {p.name for p in out.glob("*.png")} >= {"sgd_trajectories.png", "signsgd_stationary.png"}
     assert "signsgd" in result.stdout
 
@@ -43,6 +53,7 @@ def test_compare_writes_required_summary(tmp_path):
     m = summary["metrics"]
     assert isinstance(m["max_rel_mean_loss_error"], float)
     assert m["final_mean_loss"]["optimizer"] > 0 and m["final_mean_loss"]["sde"] > 0
+    assert summary["config"]["command"] == "compare" and summary["config"]["optimizer"] == "sgd"
     again = invoke(*args)
     assert again.exit_code == 2 and "--force" in again.output
     assert invoke(*args, "--force").exit_code == 0
@@ -90,14 +101,14 @@ def test_stationary_sweep_writes_slopes(tmp_path):
     [
         (["compare", "--optimizer", "adamx"], "--optimizer='adamx'"),
         (["compare", "--noise", "cauchy"], "--noise='cauchy'"),
-        (["compare", "--lr", "-1"], "lr=-1.0"),
-        (["compare", "--lr", "nan"], "lr=nan"),
-        (["compare", "--scale", "0"], "scale="),
-        (["compare", "--noise", "student-t", "--df", "0"], "df="),
+        (["compare", "--lr", "-1"], "--lr=-1.0"),
+        (["compare", "--lr", "nan"], "--lr=nan"),
+        (["compare", "--scale", "0"], "--scale="),
+        (["compare", "--noise", "student-t", "--df", "0"], "--df="),
         (["compare", "--optimizer", "sgd", "--noise", "student-t", "--df", "1.5"], "SignSGD"),
-        (["compare", "--steps", "0"], "n_steps=0"),
-        (["compare", "--paths", "0"], "n_runs=0"),
-        (["compare", "--steps", "100", "--save-every", "30"], "save_every=30"),
+        (["compare", "--steps", "0"], "--steps=0"),
+        (["compare", "--paths", "0"], "--paths=0"),
+        (["compare", "--steps", "100", "--save-every", "30"], "--save-every=30"),
         (["compare", "--dim", "0"], "--dim=0"),
         (["compare", "--solver", "rk4"], "--solver='rk4'"),
         (["compare", "--lr", "abc"], "--lr"),
@@ -113,10 +124,71 @@ def test_usage_errors_exit_2_without_traceback(tmp_path, args, needle):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("command", ["demo", "compare", "stationary"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0 and "--out" in result.output
+
+
+def test_top_level_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert all(command in result.output for command in COMMANDS)
+
+
+FAST = textwrap.dedent(
+    """
+    import sys
+    import sdelens
+    import sdelens.cli
+    assert "jax" not in sys.modules and "matplotlib" not in sys.modules, "imported at once"
+    sys.argv = ["sdelens", *sys.argv[1:]]
+    try:
+        sdelens.cli.main()
+    except SystemExit as stop:
+        code = stop.code
+    assert "jax" not in sys.modules, "jax imported"
+    print("exit", code)
+    """
+)
+
+
+def _run_python(*args):
+    env = {**os.environ, "SDELENS_JAX_CACHE": "off"}
+    env.pop("EAGER_IMPORT", None)
+    return subprocess.run(
+        [sys.executable, "-c", FAST, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["--help"], 0, "compare"),
+        (["compare", "--help"], 0, "--out"),
+        (["compare", "--lr", "abc"], 2, "--lr"),
+        (["scaling", "--no-such-option"], 2, "--no-such-option"),
+    ],
+    ids=["help", "compare-help", "bad-number", "unknown-option"],
+)
+def test_help_and_usage_errors_do_not_import_jax(args, code, needle):
+    """`import sdelens` and `import sdelens.cli` load neither JAX nor matplotlib, so `--help`
+    and usage errors caught while parsing answer at once."""
+    result = _run_python(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"exit {code}" in result.stdout
+    assert needle in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_console_script_answers_help():
+    script = Path(sys.executable).parent / "sdelens"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Usage: sdelens" in result.stdout
+    bad = subprocess.run(
+        [str(script), "compare", "--lr", "abc"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "--lr" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_compare_adamw_in_both_forms(tmp_path):
@@ -127,8 +199,13 @@ def test_compare_adamw_in_both_forms(tmp_path):
         assert result.exit_code == 0, result.output
         summary = json.loads((out / "summary.json").read_text())
         assert summary["config"]["form"] == form and summary["config"]["weight_decay"] == 0.5
-        runs = sl.load(out)
-        assert runs["sde"].state.shape == (64, 21, 9)  # (x, m, v) for d = 3
+        runs = sl.load_results(out).runs
+        assert set(runs) == {"optimizer", "sde"}
+        state = runs["sde"].state
+        assert state._fields == ("x", "m", "v") and type(state).__name__ == "AdamState"
+        assert all(field.shape == (64, 21, 3) for field in state)  # (x, m, v) for d = 3
+        assert np.concatenate(list(state), axis=-1).shape == (64, 21, 9)
+        assert runs["optimizer"].state._fields == ("x", "m", "v")
         assert runs["sde"].config["optimizer"]["weight_decay"] == 0.5
         assert runs["sde"].config["form"] == form
 
@@ -158,6 +235,23 @@ def test_scaling_command_verdicts(tmp_path):
     assert (tmp_path / "b" / "scaling.png").is_file()
 
 
+def test_scaling_with_the_default_saves(tmp_path):
+    """The README's command: 800 steps and 800/kappa = 200 scaled steps with the default
+    `--saves 200` (the old default did not divide them)."""
+    out = tmp_path / "adamw"
+    args = ["scaling", "--optimizer", "adamw", "--kappa", 4, "--steps", 800, "--paths", 200]
+    result = invoke(*args, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "rule compagnoni (kappa=4)" in result.output
+    runs = sl.load_results(out).runs
+    assert set(runs) == {"base", "scaled"}
+    assert runs["base"].steps.size == runs["scaled"].steps.size == 201  # 200 saves + the start
+    np.testing.assert_array_equal(runs["scaled"].steps, np.arange(201))
+    np.testing.assert_array_equal(runs["base"].steps, 4 * np.arange(201))
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["saves"] == 200 and config["kappa"] == 4.0
+
+
 def test_stationary_weight_decay_sweep(tmp_path):
     out = tmp_path / "wd"
     result = invoke(
@@ -185,12 +279,14 @@ def test_stationary_weight_decay_sweep(tmp_path):
     "args,needle",
     [
         (["compare", "--optimizer", "adamw", "--weight-decay", "0"], "--weight-decay=0.0"),
-        (["compare", "--optimizer", "adam", "--beta1", "1"], "beta1=1.0"),
-        (["compare", "--optimizer", "adam", "--form", "ito"], "form='ito'"),
-        (["compare", "--optimizer", "sgd", "--form", "malladi"], "form='malladi'"),
-        (["scaling", "--kappa", "0"], "kappa="),
-        (["scaling", "--rule", "cubic"], "rule='cubic'"),
+        (["compare", "--optimizer", "adam", "--beta1", "1"], "--beta1=1.0"),
+        (["compare", "--optimizer", "adam", "--form", "ito"], "--form='ito'"),
+        (["compare", "--optimizer", "sgd", "--form", "malladi"], "--form='malladi'"),
+        (["scaling", "--kappa", "0"], "--kappa="),
+        (["scaling", "--rule", "cubic"], "--rule='cubic'"),
         (["stationary", "--optimizers", "adam", "--weight-decays", "1"], "--weight-decays"),
+        (["entropy", "--sweep", "gamma=1"], "--sweep='gamma=1' is invalid"),
+        (["entropy", "--problem", "quadratic"], "--problem='quadratic' is invalid"),
     ],
 )
 def test_adaptive_usage_errors(tmp_path, args, needle):
@@ -204,10 +300,50 @@ def test_compare_statistics_only_in_chunks(tmp_path):
     args = ["compare", "--keep", "stats", "--chunk-size", 64, "--paths", 200, "--steps", 200]
     result = invoke(*args, "--out", out)
     assert result.exit_code == 0, result.output
-    runs = sl.load(out)
-    assert runs["sde"].x is None and runs["sde"].stats.count.tolist()[-1] == 200
+    sde = sl.load(out, "sde")
+    assert sde.x is None and sde.state is None and sde.stats.count.tolist()[-1] == 200
     metrics = json.loads((out / "summary.json").read_text())["metrics"]
     assert metrics["stationary_loss_se"]["optimizer"] is None
     assert (out / "trajectories.png").is_file() and not (out / "stationary.png").exists()
     bad = invoke("compare", "--chunk-size", -1, "--out", tmp_path / "bad")
-    assert bad.exit_code == 2 and "chunk_size=-1" in bad.output
+    assert bad.exit_code == 2 and "--chunk-size=-1" in bad.output
+
+
+def test_compare_on_a_network(tmp_path):
+    out = tmp_path / "net"
+    args = ["compare", "--problem", "mlp-breast-cancer", "--optimizer", "signsgd", "--lr", "0.002"]
+    args += ["--steps", "40", "--paths", "4", "--save-every", "20", "--out", str(out)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    accuracy = json.loads((out / "summary.json").read_text())["metrics"]["final_test_accuracy"]
+    assert 0.85 < accuracy["optimizer"] <= 1.0 and 0.85 < accuracy["sde"] <= 1.0
+    assert (out / "test_accuracy.png").is_file()
+    bad = invoke("compare", "--problem", "vgg-cifar", "--out", out / "x")
+    assert bad.exit_code == 2 and "--problem='vgg-cifar'" in bad.output
+    bad = invoke("compare", "--noise", "minibatch", "--out", out / "y")
+    assert bad.exit_code == 2 and "--noise='minibatch' needs a network problem" in bad.output
+
+
+def test_entropy_command(tmp_path):
+    out = tmp_path / "ent"
+    args = ["entropy", "--problem", "mlp-breast-cancer", "--train-size", "128", "--budget", "60"]
+    args += ["--runs", "2", "--saves", "2"]
+    args += ["--no-landscape", "--sweep", "gamma=0.01,0.1;inner_steps=2,3"]
+    args += ["--sweep", "temperature=0,0.001;inner_lr=0.05,0.1,0.2", "--out", str(out)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert set(metrics["compute_fair"]) == {"sgd", "adam", "entropysgd"}
+    assert all(m["grad_evals"] == 60 for m in metrics["compute_fair"].values())
+    grids = metrics["sensitivity"]
+    assert [np.asarray(g["final_loss"]).shape for g in grids] == [(2, 2), (2, 3)]
+    assert len(metrics["hessian"]["sgd"]["top_eigenvalues"]) == 10
+    assert "preference" not in metrics  # --no-landscape
+    pngs = ["loss_vs_grad_evals", "loss_vs_seconds", "hessian_spectra"]
+    for png in pngs + ["sensitivity_gamma_inner_steps", "sensitivity_temperature_inner_lr"]:
+        assert (out / f"{png}.png").is_file()
+    assert set(sl.load_results(out).runs) == {"sgd", "adam", "entropysgd"}
+    bad = invoke("entropy", "--sweep", "beta=1,2", "--out", tmp_path / "b")
+    assert bad.exit_code == 2 and "--sweep" in bad.output
+    bad = invoke("entropy", "--gamma", "0", "--out", tmp_path / "c")
+    assert bad.exit_code == 2 and "--gamma=0.0" in bad.output

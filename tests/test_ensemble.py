@@ -1,4 +1,5 @@
-"""Streaming statistics, chunks and devices give the same numbers as keeping every path."""
+"""`sdelens._ensemble`: streaming statistics, chunks, devices and processes give the same numbers
+as keeping every path."""
 
 import os
 import subprocess
@@ -29,7 +30,11 @@ def test_stats_and_chunks_equal_stored_paths(fn, opt):
     )
     chunked = fn(opt, PROB, X0, 200, 30, ARGS["key"], 20, chunk_size=7)
     np.testing.assert_allclose(chunked.x, paths.x, rtol=1e-6, atol=1e-7)  # same keys per path
+    assert type(chunked.state) is type(paths.state) and chunked.state._fields == paths.state._fields
+    for got_field, want_field in zip(chunked.state, paths.state, strict=True):  # x, m, v
+        np.testing.assert_allclose(got_field, want_field, rtol=1e-6, atol=1e-7)
     assert stats.x is None and stats.loss is None and stats.n_paths == 30
+    assert stats.state is None and stats.config["keep"] == "stats"
     ref = paths.statistics()
     got = stats.stats
     np.testing.assert_array_equal(got.count, 30)
@@ -77,19 +82,25 @@ def test_stats_runs_flag_divergence_save_and_estimate(tmp_path):
     ok.save(tmp_path / "s")
     back = sl.load(tmp_path / "s")
     np.testing.assert_array_equal(back.stats.x_m2, ok.stats.x_m2)
-    assert back.x is None and back.n_paths == 400
+    np.testing.assert_array_equal(back.stats.count, ok.stats.count)
+    assert back.x is None and back.state is None and back.n_paths == 400
 
 
 def test_chunk_and_keep_checks():
+    key = jax.random.key(0)
     with pytest.raises(ValueError, match="chunk_size=0"):
-        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, chunk_size=0)
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, key, chunk_size=0)
     with pytest.raises(ValueError, match="keep='all'"):
-        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, keep="all")
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, key, keep="all")
     with pytest.raises(ValueError, match="hist= needs keep='stats'"):
-        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, hist=([0], [0.0, 1.0]))
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, key, hist=([0], [0.0, 1.0]))
     with pytest.raises(ValueError, match="edges"):
-        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, keep="stats", hist=([0], [1.0, 0.0]))
-    big = sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, chunk_size=1000)  # clamped to 4
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, key, keep="stats", hist=([0], [1.0, 0.0]))
+    with pytest.raises(ValueError, match="hist coords"):
+        sl.Histogram(coords=[-1], edges=[0.0, 1.0])
+    with pytest.raises(ValueError, match="devices is empty"):
+        sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, key, devices=[])
+    big = sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, key, chunk_size=1000)  # clamped to 4
     assert big.x.shape == (4, 11, 3) and big.config["chunk_size"] == 1000
 
 
@@ -105,6 +116,8 @@ SHARDED = textwrap.dedent(
         one = fn(opt, prob, x0, 100, 30, jax.random.key(2), 10, devices=jax.devices()[:1])
         four = fn(opt, prob, x0, 100, 30, jax.random.key(2), 10)  # 30 paths: padded to 32
         np.testing.assert_allclose(four.x, one.x, rtol=1e-6, atol=1e-7)
+        for a, b in zip(four.state, one.state, strict=True):  # every field of the state
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
         assert four.config["devices"] == 4
         stats = fn(opt, prob, x0, 100, 30, jax.random.key(2), 10, keep="stats", chunk_size=6)
         np.testing.assert_allclose(stats.stats.x_mean, one.x.mean(0), rtol=1e-5, atol=1e-6)
@@ -136,6 +149,24 @@ def test_merging_hosts_is_exact():
         np.testing.assert_allclose(
             getattr(merged, field), getattr(both, field), rtol=1e-5, atol=1e-9
         )
+
+
+def test_run_stats_leave_out_non_finite_paths():
+    """`RunStats.from_paths`: per-save count, means, ddof=1 variances and standard errors over
+    the paths that are finite at that save."""
+    rng = np.random.default_rng(0)
+    x, loss = rng.normal(size=(6, 3, 2)), rng.exponential(size=(6, 3))
+    x[4, 2, 1] = np.nan  # path 4 is non-finite at save 2 only
+    loss[4, 2] = np.nan
+    stats = sl.RunStats.from_paths(x, loss)
+    np.testing.assert_array_equal(stats.count, [6, 6, 5])
+    keep = [0, 1, 2, 3, 5]
+    np.testing.assert_allclose(stats.loss_mean[2], loss[keep, 2].mean(), rtol=1e-6)
+    np.testing.assert_allclose(stats.loss_var[:2], loss[:, :2].var(axis=0, ddof=1), rtol=1e-5)
+    se = loss[keep, 2].std(ddof=1) / np.sqrt(5)
+    np.testing.assert_allclose(stats.loss_se[2], se, rtol=1e-5)
+    np.testing.assert_allclose(stats.x_mean[2], x[keep, 2].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(stats.x_var[2], x[keep, 2].var(axis=0, ddof=1), rtol=1e-5)
 
 
 MULTIPROCESS = textwrap.dedent(

@@ -1,4 +1,5 @@
-"""Stationary laws (MATH.md §5): closed forms, the Lyapunov route, and the optimizers."""
+"""`sdelens._theory`: `stationary` (the optimizers' closed forms on quadratics), the linearised
+SDE's Lyapunov law for any optimizer, and estimates from runs (docs/math.md §5)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,136 +9,120 @@ import pytest
 import sdelens as sl
 
 H = jnp.array([1.0, 2.0, 4.0])
-BASE = jnp.array([0.5, 1.0, 2.0])
-LR = 2e-3
+S = jnp.array([0.5, 1.0, 2.0])
+PROB = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=S))
+X0 = jnp.ones(3)
 
 
-@pytest.fixture(scope="module")
-def sweep():
-    """Stationary loss of SGD and SignSGD, optimizer and SDE, as the noise scale grows."""
-    return sl.noise_sweep(
-        [sl.SGD(lr=LR), sl.SignSGD(lr=LR)],
-        lambda s: sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=s * BASE)),
-        [0.25, 0.5, 1.0, 2.0],
-        jnp.zeros(3),
-        n_steps=10_000,
-        n_paths=400,
-        save_every=50,
-    )
+def test_theory_inputs():
+    custom = sl.Problem(loss=lambda x: jnp.sum(x**2), noise=sl.GaussianNoise(scale=1.0))
+    with pytest.raises(NotImplementedError, match="Quadratic"):
+        sl.stationary(sl.SGD(lr=0.1), custom)
+    with pytest.raises(ValueError, match="at="):
+        sl.linearised_stationary(sl.SGD(lr=0.1), custom)
+    th = sl.linearised_stationary(sl.SGD(lr=0.01), custom, at=jnp.zeros(2))
+    np.testing.assert_allclose(np.diag(th.cov), 0.01 / 4, rtol=1e-5)  # H = 2I: η σ²/(2·2)
+    run = sl.run_optimizer(sl.SGD(lr=0.1), PROB, X0, 10, 4, jax.random.key(0))
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="burn_in="):
+            sl.empirical_stationary(run, burn_in=bad)
+    with pytest.raises(ValueError, match="window="):
+        sl.empirical_stationary(run, burn_in=0.5, window=0.8)
+    with pytest.raises(ValueError, match=r"at has shape \(2, 3\)"):
+        sl.linearised_stationary(sl.SGD(lr=0.01), PROB, at=jnp.zeros((2, 3)))
 
 
-def test_closed_forms_are_math_md_section_5():
-    prob = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=BASE))
-    sgd, sign = sl.stationary(sl.SGD(lr=LR), prob), sl.stationary(sl.SignSGD(lr=LR), prob)
-    np.testing.assert_allclose(np.diag(sgd.cov), LR / 2 * BASE**2 / H, rtol=1e-6)
-    np.testing.assert_allclose(sgd.expected_loss, LR / 4 * float(jnp.sum(BASE**2)), rtol=1e-6)
-    factor = np.sqrt(np.pi / 2)
-    np.testing.assert_allclose(np.diag(sign.cov), LR / 2 * factor * BASE / H, rtol=1e-6)
-    np.testing.assert_allclose(
-        sign.expected_loss, LR / 4 * factor * float(jnp.sum(BASE)), rtol=1e-6
-    )
-    np.testing.assert_allclose(sgd.mean, 0.0)
-    t = sl.stationary(
-        sl.SignSGD(lr=LR), sl.Quadratic(h=H, noise=sl.StudentTNoise(df=1.5, scale=BASE))
-    )
-    c_nu = sl.StudentTNoise(df=1.5, scale=1.0).phase3_slope()
-    np.testing.assert_allclose(t.expected_loss, LR / 4 / c_nu * float(jnp.sum(BASE)), rtol=1e-6)
+def test_stationary_moments_and_metrics():
+    """`stationary` centres the law on `x*` with `E f = ½ tr(H C)`; `metrics()` is JSON-ready."""
+    shifted = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=S), minimum=jnp.array([1.0, 0, -1]))
+    th = sl.stationary(sl.SGD(lr=0.01), shifted)
+    np.testing.assert_array_equal(th.mean, [1.0, 0.0, -1.0])
+    np.testing.assert_allclose(th.std, np.sqrt(0.01 / 2 * S**2 / H), rtol=1e-6)
+    assert th.expected_loss == pytest.approx(0.5 * float(np.sum(np.asarray(H) * np.diag(th.cov))))
+    m = th.metrics()
+    assert m["method"] == "closed form" and m["expected_loss_se"] is None
+    assert m["mean"] == [1.0, 0.0, -1.0]
+    np.testing.assert_allclose(m["variance"], np.diag(th.cov))
 
 
-@pytest.mark.parametrize("opt", [sl.SGD(lr=LR), sl.SignSGD(lr=LR)])
-def test_lyapunov_route_equals_closed_form(opt):
-    diag = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=BASE))
-    dense = sl.Quadratic(h=jnp.diag(H), noise=sl.GaussianNoise(scale=jnp.diag(BASE)))
-    closed, lyap = sl.stationary(opt, diag), sl.stationary(opt, dense)
-    assert closed.method == "closed form" and lyap.method == "lyapunov"
-    np.testing.assert_allclose(lyap.cov, closed.cov, rtol=1e-6, atol=1e-12)
+def test_linearised_sgd_is_the_closed_form():
+    """SGD's SDE is linear on a quadratic: the linearised route is exact, at any `η`."""
+    for lr in (0.01, 0.1):
+        closed = sl.stationary(sl.SGD(lr=lr), PROB)
+        lin = sl.linearised_stationary(sl.SGD(lr=lr), PROB)
+        np.testing.assert_allclose(lin.cov, closed.cov, rtol=1e-5, atol=1e-10)
+        assert lin.expected_loss == pytest.approx(closed.expected_loss, rel=1e-5)
+    assert lin.state_names == ("x0", "x1", "x2") and lin.method == "lyapunov (linearised SDE)"
 
 
-def test_sgd_on_a_rotated_quadratic_keeps_the_trace_identity():
-    """For any SPD H: H C + C H = η Σ, hence E f = ½ tr(H C) = (η/4) tr Σ."""
-    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (4, 4)))
-    hess = q @ jnp.diag(jnp.array([0.5, 1.0, 3.0, 6.0])) @ q.T
-    root = jnp.tril(jax.random.normal(jax.random.key(1), (4, 4))) * 0.3 + jnp.eye(4)
-    prob = sl.Quadratic(h=0.5 * (hess + hess.T), noise=sl.GaussianNoise(scale=root))
-    th = sl.stationary(sl.SGD(lr=LR), prob)
-    sigma = np.asarray(root @ root.T)
-    h = np.asarray(prob.hessian)
-    np.testing.assert_allclose(h @ th.cov + th.cov @ h, LR * sigma, atol=1e-9)
-    np.testing.assert_allclose(th.expected_loss, LR / 4 * np.trace(sigma), rtol=1e-6)
+def test_linearised_rest_point_with_weight_decay():
+    """Weight decay moves the rest point off the loss minimum: Newton finds `y*` with zero
+    drift, `x*` strictly between 0 and the minimum, and `V` at its target there."""
+    minimum = jnp.array([1.0, -1.0, 0.5])
+    prob = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=S), minimum=minimum)
+    opt = sl.RMSprop(lr=1e-3, beta=0.999, weight_decay=0.5)
+    th = sl.linearised_stationary(opt, prob)
+    assert th.state_names == ("x0", "x1", "x2", "v0", "v1", "v2")
+    rest = sl.RMSpropState(jnp.asarray(th.state_mean[:3]), jnp.asarray(th.state_mean[3:]))
+    drift = sl.sde_for(opt, prob).drift(jnp.asarray(jnp.inf), rest, None)
+    np.testing.assert_allclose(np.concatenate(list(drift)), 0.0, atol=1e-5)
+    ratio = th.mean / np.asarray(minimum)
+    assert np.all((ratio > 0.05) & (ratio < 0.95)), ratio
+    grad = np.asarray(H) * (th.mean - np.asarray(minimum))
+    np.testing.assert_allclose(th.state_mean[3:], grad**2 + np.asarray(S) ** 2, rtol=1e-5)
+    np.testing.assert_array_equal(th.mean, th.state_mean[:3])
 
 
-def test_lyapunov_refuses_unstable_drift():
-    with pytest.raises(ValueError, match="not stable"):
-        sl.lyapunov(np.array([[0.1, 0.0], [0.0, -1.0]]), np.eye(2))
-
-
-def test_optimizer_and_sde_reach_the_theoretical_floor(sweep):
-    """Each estimate within 4 SE plus the O(η) bias, η·max(h)·E f, of the closed form."""
-    for name, by_kind in sweep.loss.items():
-        theory = by_kind["theory"]
-        for kind in ("optimizer", "sde"):
-            tol = 4 * sweep.se[name][kind] + LR * float(H.max()) * theory
-            assert np.all(np.abs(by_kind[kind] - theory) <= tol), (name, kind)
-
-
-def test_noise_level_slopes_are_two_for_sgd_and_one_for_signsgd(sweep):
-    for kind in ("optimizer", "sde"):
-        assert abs(sweep.slopes["sgd"][kind] - 2.0) < 0.05
-        assert abs(sweep.slopes["signsgd"][kind] - 1.0) < 0.05
-    assert sweep.slopes["sgd"]["theory"] == pytest.approx(2.0)
-    assert sweep.slopes["signsgd"]["theory"] == pytest.approx(1.0)
-
-
-@pytest.mark.parametrize("df", [1.5, 4.0])
-def test_signsgd_heavy_tail_floor_uses_c_nu(df):
-    """Student-t noise, including infinite variance: the floor is (η/4)(1/c_ν) Σ sᵢ."""
-    prob = sl.Quadratic(h=H, noise=sl.StudentTNoise(df=df, scale=BASE))
-    run = sl.run_optimizer(
-        sl.SignSGD(lr=LR),
-        prob,
-        jnp.zeros(3),
-        n_steps=6000,
-        n_runs=400,
-        key=jax.random.key(7),
-        save_every=50,
-    )
-    est, th = sl.empirical_stationary(run, burn_in=0.5), sl.stationary(sl.SignSGD(lr=LR), prob)
+@pytest.mark.parametrize("name", ["rmspropw", "adamw", "adam"])
+def test_optimizer_reaches_its_stationary_law(name):
+    opt = {
+        "rmspropw": sl.RMSprop(lr=1e-2, beta=0.99, weight_decay=0.5),
+        "adam": sl.Adam(lr=1e-2, beta1=0.9, beta2=0.99),
+        "adamw": sl.Adam(lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=1.0),
+    }[name].with_lr(2e-3)
+    run = sl.run_optimizer(opt, PROB, jnp.zeros(3), 6000, 400, jax.random.key(9), 50)
+    est, th = sl.empirical_stationary(run), sl.linearised_stationary(opt, PROB)
     assert (
         abs(est.expected_loss - th.expected_loss)
-        <= 4 * est.expected_loss_se + LR * 4 * th.expected_loss
+        <= 4 * est.expected_loss_se + 0.03 * th.expected_loss
     )
-
-
-def test_correlated_noise_covariance_matches_lyapunov():
-    """SignSGD with correlated Gaussian noise: Cov(sign g) has (2/π) arcsin ρ off the diagonal,
-    and the optimizer's stationary covariance matches the Lyapunov solution entry by entry."""
-    root = jnp.linalg.cholesky(jnp.array([[1.0, 0.8], [0.8, 1.0]]))
-    prob = sl.Quadratic(h=jnp.array([1.0, 1.0]), noise=sl.GaussianNoise(scale=root))
-    th = sl.stationary(sl.SignSGD(lr=LR), prob)
-    assert th.method == "lyapunov"
-    run = sl.run_optimizer(
-        sl.SignSGD(lr=LR),
-        prob,
-        jnp.zeros(2),
-        n_steps=5000,
-        n_runs=400,
-        key=jax.random.key(8),
-        save_every=50,
-    )
-    keep = run.ts >= 0.5 * run.ts[-1]
-    x = run.x[:, keep]
-    # One sample per path: its time-averaged outer product (independent across paths).
-    per_path = np.einsum("psi,psj->pij", x, x) / x.shape[1]
-    se = per_path.std(axis=0, ddof=1) / np.sqrt(per_path.shape[0])
-    assert np.all(np.abs(per_path.mean(0) - th.cov) <= 4 * se + LR * th.cov.max())
-    # The off-diagonal is really there (correlated noise, positively correlated iterates).
-    assert th.cov[0, 1] > 0.3 * th.cov[0, 0]
 
 
 def test_empirical_window_selects_saves():
-    prob = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=BASE))
     run = sl.run_optimizer(
-        sl.SGD(lr=0.01), prob, jnp.zeros(3), n_steps=100, n_runs=4, save_every=10
+        sl.SGD(lr=0.01),
+        PROB,
+        jnp.zeros(3),
+        n_steps=100,
+        n_runs=4,
+        key=jax.random.key(0),
+        save_every=10,
     )
     est = sl.empirical_stationary(run, burn_in=0.5, window=0.2)
     assert "4 paths x 3 saves" in est.method  # t/T in {0.5, 0.6, 0.7}
+
+
+def test_empirical_from_paths_and_from_statistics():
+    """Pooled paths and saves after burn-in: the mean loss, the per-path SE, the covariance; a
+    run that kept statistics only gives the same mean loss and diagonal variances, no SE."""
+    kwargs = dict(n_steps=200, n_runs=64, key=jax.random.key(4), save_every=10)
+    paths = sl.run_optimizer(sl.SGD(lr=0.01), PROB, X0, **kwargs)
+    stats = sl.run_optimizer(sl.SGD(lr=0.01), PROB, X0, keep="stats", **kwargs)
+    est, pooled = sl.empirical_stationary(paths), sl.empirical_stationary(stats)
+    keep = paths.ts >= 0.5 * paths.ts[-1] - 1e-9
+    loss = paths.loss[:, keep]
+    assert est.expected_loss == pytest.approx(float(loss.mean()), rel=1e-6)
+    per_path = loss.mean(axis=1)
+    assert est.expected_loss_se == pytest.approx(per_path.std(ddof=1) / 8.0, rel=1e-5)
+    x = paths.x[:, keep].reshape(-1, 3)
+    np.testing.assert_allclose(est.cov, np.cov(x, rowvar=False), rtol=1e-5)
+    assert "64 paths x 11 saves" in est.method
+    assert pooled.expected_loss == pytest.approx(est.expected_loss, rel=1e-5)
+    assert pooled.expected_loss_se is None and "statistics" in pooled.method
+    np.testing.assert_allclose(pooled.mean, est.mean, rtol=1e-4, atol=1e-6)
+    # The law of total variance over the saves: the mean within-save variance (ddof 1) plus
+    # the variance of the save means.
+    xs = np.asarray(paths.x[:, keep], dtype=float)
+    total = xs.var(axis=0, ddof=1).mean(axis=0) + xs.mean(axis=0).var(axis=0)
+    np.testing.assert_allclose(np.diag(pooled.cov), total, rtol=1e-4)
+    np.testing.assert_array_equal(pooled.cov, np.diag(np.diag(pooled.cov)))

@@ -1,0 +1,87 @@
+"""`compare`: the weak error of one run against another, with Monte Carlo standard errors, on
+runs built by hand (known numbers), labels, and mismatched runs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import sdelens as sl
+
+
+def make_run(kind, loss, x=None, steps=(0, 10), lr=0.1):
+    loss = np.asarray(loss, dtype=np.float32)
+    if x is None:
+        x = np.sqrt(2 * loss)[..., None]
+    steps = np.asarray(steps)
+    return sl.Run(
+        kind=kind,
+        steps=steps,
+        ts=steps * lr,
+        loss=loss,
+        state=sl.ParamState(np.asarray(x, dtype=np.float32)),
+        config={},
+        diverged=bool(not np.all(np.isfinite(loss))),
+        first_bad_step=None,
+        n_diverged=0,
+    )
+
+
+A = make_run("optimizer", [[1.0, 2.0], [3.0, 6.0]])
+B = make_run("sde", [[2.0, 2.0], [2.0, 4.0]])
+
+
+def test_comparison_numbers():
+    """Means (2, 4) and (2, 3); standard errors std(ddof=1)/√n = (1, 2) and (0, 1)."""
+    c = sl.compare(A, B)
+    np.testing.assert_allclose(c.mean_loss_a, [2.0, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(c.mean_loss_b, [2.0, 3.0], rtol=1e-6)
+    np.testing.assert_allclose(c.se_a, [1.0, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(c.se_b, [0.0, 1.0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(c.diff, [0.0, -1.0], atol=1e-6)
+    np.testing.assert_allclose(c.se_diff, [1.0, np.sqrt(5.0)], rtol=1e-6)
+    assert c.max_abs_mean_loss_error == pytest.approx(1.0)
+    assert c.max_rel_mean_loss_error == pytest.approx(0.25)
+    assert c.max_z == pytest.approx(1 / np.sqrt(5.0))
+    np.testing.assert_array_equal(c.ts, A.ts)
+    # x = √(2 f): final means (√2 + √12)/2 and (2 + √8)/2 of the last save.
+    want_mean = (2 + np.sqrt(8)) / 2 - (np.sqrt(4) + np.sqrt(12)) / 2
+    np.testing.assert_allclose(c.final_mean_error, [want_mean], rtol=1e-5)
+    want_var = np.var([2.0, np.sqrt(8)], ddof=1) - np.var([2.0, np.sqrt(12)], ddof=1)
+    np.testing.assert_allclose(c.final_var_error, [want_var], rtol=1e-4)
+
+
+def test_labels_key_the_metrics():
+    c = sl.compare(A, B)
+    assert c.labels == ("optimizer", "sde")
+    m = c.metrics()
+    assert m["final_mean_loss"] == {"optimizer": pytest.approx(4.0), "sde": pytest.approx(3.0)}
+    assert m["final_mean_loss_se"] == {"optimizer": pytest.approx(2.0), "sde": pytest.approx(1.0)}
+    assert m["diverged"] == {"optimizer": False, "sde": False}
+    assert m["max_rel_mean_loss_error"] == pytest.approx(0.25)
+    assert m["final_max_abs_mean_error"] == pytest.approx(abs(c.final_mean_error[0]))
+    same = sl.compare(A, dataclasses.replace(B, kind="optimizer"))
+    assert same.labels == ("a", "b") and set(same.metrics()["diverged"]) == {"a", "b"}
+    named = sl.compare(A, B, labels=("base", "scaled"))
+    assert named.metrics()["final_mean_loss"]["scaled"] == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="labels="):
+        sl.compare(A, B, labels=("x", "x"))
+
+
+def test_diverged_paths_are_left_out():
+    bad = make_run("sde", [[2.0, 2.0], [2.0, 4.0], [np.nan, np.inf]])
+    c = sl.compare(A, bad)
+    assert c.diverged_b and not c.diverged_a
+    np.testing.assert_allclose(c.mean_loss_b, [2.0, 3.0], rtol=1e-6)
+    assert c.metrics()["diverged"]["sde"] is True
+
+
+def test_mismatched_runs_are_refused():
+    with pytest.raises(ValueError, match="different save grids"):
+        sl.compare(A, make_run("sde", [[1.0, 1.0, 1.0]], steps=(0, 5, 10)))
+    with pytest.raises(ValueError, match="different save grids"):
+        sl.compare(A, make_run("sde", [[1.0, 1.0]], steps=(0, 20)))
+    with pytest.raises(ValueError, match="different clocks"):
+        sl.compare(A, make_run("sde", [[1.0, 1.0]], lr=0.2))
+    with pytest.raises(ValueError, match="two sdelens Run objects"):
+        sl.compare(A, A.loss)

@@ -1,0 +1,121 @@
+"""`sdelens._kernels`: the jitted cores return `(states, loss)` with the optimizer's typed state;
+`solve_paths` is Euler-Maruyama driven by each path's own Brownian path (both ensemble layouts,
+identical draws in float64) and `optimize_paths` the optax update driven by
+`fold_in(key_r, k)`, both checked step by step against hand-written loops."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import sdelens as sl
+from sdelens._brownian import CounterBrownianPath, EnsembleBrownianPath
+from sdelens._kernels import optimize_paths, solve_paths
+
+H = jnp.array([1.0, 2.0, 4.0])
+S = jnp.array([0.5, 1.0, 2.0])
+PROB = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=S))
+LR = 0.05
+X0S = jnp.stack([jnp.array([1.5, -1.0, 0.5]), jnp.zeros(3)])
+KEYS = jax.random.split(jax.random.key(0), 2)
+
+
+def hand_euler(sde, dws, x0, dt):
+    """`x ← x + b(x) dt + G(x) dW` over the given increments `dW`: every state, `x0` included."""
+    xs = [x0]
+    for dw in dws:
+        y = sl.ParamState(xs[-1])
+        drift, kick = sde.drift(0.0, y, None).x, sde.diffusion(0.0, y, None).mv(dw).x
+        xs.append(xs[-1] + drift * dt + kick)
+    return np.stack([np.asarray(x) for x in xs])
+
+
+def increments(path, ts, column=None):
+    """`W(t_{k+1}) - W(t_k)` of a Brownian path on the grid `ts` (one column of an ensemble)."""
+    dws = [path.evaluate(ts[k], ts[k + 1]) for k in range(ts.shape[0] - 1)]
+    return dws if column is None else [dw[:, column] for dw in dws]
+
+
+def test_solve_paths_is_euler_maruyama_path_by_path():
+    """vmap layout: path `r` is driven by `CounterBrownianPath(key_r)` on the grid `t_k = k η`,
+    saves at every `save_every`-th step, loss `f(x)` at each save; for SGD Milstein agrees."""
+    sde = sl.sde_for(sl.SGD(lr=LR), PROB)
+    states, loss = solve_paths(sde, diffrax.Euler(), False, X0S, KEYS, 6, 2, 1, False)
+    assert type(states) is sl.ParamState and states.x.shape == (2, 4, 3) and loss.shape == (2, 4)
+    ts = LR * jnp.arange(7, dtype=jnp.float32)
+    for r in range(2):
+        path = CounterBrownianPath((3,), KEYS[r], jnp.float32)
+        want = hand_euler(sde, increments(path, ts), X0S[r], LR)[::2]
+        np.testing.assert_allclose(states.x[r], want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(loss[r], jax.vmap(PROB.loss)(jnp.asarray(want)), rtol=1e-5)
+    # SGD's diffusion does not depend on the state, so Milstein's correction vanishes: the
+    # Milstein solver (vmap layout, as for any solver with derivative terms) is Euler, path by
+    # path.
+    milstein, _ = solve_paths(sde, diffrax.ItoMilstein(), False, X0S, KEYS, 6, 2, 1, False)
+    assert not np.allclose(states.x[0, -1], states.x[1, -1])  # the paths differ
+    np.testing.assert_allclose(milstein.x, states.x, rtol=1e-6, atol=1e-7)
+
+
+def test_solve_paths_ensemble_layout_and_float64():
+    """The paths-minor layout integrates all paths as one state, path `r` driven by column `r`
+    of `EnsembleBrownianPath` (same Euler step); in float64 it draws the same numbers as the
+    vmap layout, so the two agree to rounding."""
+    sde = sl.sde_for(sl.SignSGD(lr=LR), PROB)
+    with jax.enable_x64(True):
+        x0s = X0S.astype(jnp.float64)
+        minor, loss_minor = solve_paths(sde, diffrax.Euler(), False, x0s, KEYS, 6, 2, 1, True)
+        major, loss_major = solve_paths(sde, diffrax.Euler(), False, x0s, KEYS, 6, 2, 1, False)
+        assert minor.x.dtype == jnp.float64
+        ts = LR * jnp.arange(7, dtype=jnp.float64)
+        ensemble = EnsembleBrownianPath((3,), KEYS, jnp.float64)
+        for r in range(2):
+            want = hand_euler(sde, increments(ensemble, ts, r), x0s[r], LR)[::2]
+            np.testing.assert_allclose(minor.x[r], want, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(minor.x, major.x, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(loss_minor, loss_major, rtol=1e-12, atol=1e-14)
+
+
+def test_substeps_refine_the_grid_not_the_saves():
+    """`substeps=2`: Euler steps of `dt = η/2`, saves still at optimizer steps `0, 2, 4, 6`."""
+    sgd = sl.sde_for(sl.SGD(lr=LR), PROB)
+    fine, loss = solve_paths(sgd, diffrax.Euler(), False, X0S, KEYS, 6, 2, 2, False)
+    assert fine.x.shape == (2, 4, 3) and loss.shape == (2, 4)
+    ts = (LR / 2) * jnp.arange(13, dtype=jnp.float32)
+    path = CounterBrownianPath((3,), KEYS[0], jnp.float32)
+    want = hand_euler(sgd, increments(path, ts), X0S[0], LR / 2)[::4]
+    np.testing.assert_allclose(fine.x[0], want, rtol=1e-6, atol=1e-6)
+
+
+def test_optimize_paths_is_the_optax_update_with_folded_keys():
+    """Adam by hand on `g = ∇f + Z`, `Z` from `fold_in(key_r, k)` at step `k`: every field of the
+    saved `AdamState` and the loss."""
+    opt = sl.Adam(lr=LR, beta1=0.9, beta2=0.99)
+    states, loss = optimize_paths(opt, PROB, X0S, KEYS, 6, 2)
+    assert type(states) is sl.AdamState and loss.shape == (2, 4)
+    b1, b2, eps = 0.9, 0.99, 1e-8
+    for r in range(2):
+        x = np.asarray(X0S[r], dtype=float)
+        m, v = np.zeros(3), np.zeros(3)
+        saved = [(x, m, v)]
+        for k in range(6):
+            key = jax.random.fold_in(KEYS[r], k)
+            g = np.asarray(PROB.stochastic_grad(jnp.asarray(x, jnp.float32), key), dtype=float)
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+            x = x - LR * (m / (1 - b1 ** (k + 1))) / (np.sqrt(v / (1 - b2 ** (k + 1))) + eps)
+            saved.append((x, m, v))
+        saved = saved[::2]
+        for i, field in enumerate(("x", "m", "v")):
+            want = np.stack([s[i] for s in saved])
+            np.testing.assert_allclose(getattr(states, field)[r], want, rtol=1e-5, atol=1e-6)
+        want_loss = [float(PROB.loss(jnp.asarray(s[0], jnp.float32))) for s in saved]
+        np.testing.assert_allclose(loss[r], want_loss, rtol=1e-5)
+
+
+def test_optimize_paths_saves_are_a_subsequence():
+    """The same keys saved every step or every third step: the same iterates at steps 0, 3, 6."""
+    opt = sl.SGD(lr=LR)
+    every, _ = optimize_paths(opt, PROB, X0S, KEYS, 6, 1)
+    third, loss = optimize_paths(opt, PROB, X0S, KEYS, 6, 3)
+    assert type(third) is sl.ParamState and third.x.shape == (2, 3, 3)
+    np.testing.assert_array_equal(third.x, every.x[:, ::3])
+    np.testing.assert_allclose(loss, jax.vmap(jax.vmap(PROB.loss))(third.x), rtol=1e-6)

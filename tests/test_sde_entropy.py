@@ -1,0 +1,89 @@
+"""`sdelens._sde._entropy`: the two-timescale model of Entropy-SGD, its drift and diffusion
+against their closed forms, what it refuses, and the SDE tracking the optimizer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sdelens as sl
+
+
+@pytest.fixture(scope="module", autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def test_entropy_sgd_converges_and_sde_tracks_it():
+    h = jnp.array([1.0, 4.0])
+    prob = sl.Quadratic(h=h, noise=sl.GaussianNoise(0.05))
+    opt = sl.EntropySGD(lr=0.1, gamma=1.0, inner_lr=0.05, inner_steps=50, temperature=0.01)
+    x0 = jnp.array([2.0, 2.0])
+    both = sl.optimizer_vs_sde(
+        opt, prob, x0, n_steps=60, n_paths=300, save_every=6, key=jax.random.key(0)
+    )
+    assert isinstance(both.run.state, sl.RelaxationState) and both.run.state.y.shape == (300, 11, 2)
+    assert both.run.config["substeps"] == 50  # one SDE step per inner step by default
+    mean_opt, mean_sde = both.ref.x.mean(0), both.run.x.mean(0)
+    assert both.ref.loss.mean(0)[-1] < 0.01 * both.ref.loss.mean(0)[0]
+    # both relax at rate γ h/(h + γ) per unit time once the inner chain has equilibrated
+    theory = x0 * np.exp(-(1.0 * h / (h + 1.0)) * both.ref.ts[:, None])
+    # O(lr) apart: the outer step contracts by 1 - η γh/(h+γ) where the flow has exp(-η γh/(h+γ))
+    assert np.max(np.abs(mean_opt - mean_sde)) < 0.05 * 2.0
+    assert np.max(np.abs(mean_sde - theory)) < 0.05 * 2.0
+    assert both.theory is None  # no closed-form stationary law for Entropy-SGD
+
+
+def test_drift_and_diffusion_closed_forms():
+    """`dX = -γ_out (X - Y) dt`, `dY = -(1/ε)(∇f(Y) + γ(Y - X)) dt + √(2T/ε) dW₁ +
+    √(η'/ε) Σ^{1/2} dW₂`, `ε = η/(L η')`, `γ` scoped on the clock `t/η`."""
+    h, s = jnp.array([1.0, 4.0]), jnp.array([0.3, 0.7])
+    prob = sl.Quadratic(h=h, noise=sl.GaussianNoise(scale=s))
+    opt = sl.EntropySGD(lr=0.1, gamma=2.0, inner_lr=0.05, inner_steps=4, temperature=0.02)
+    sde = sl.sde_for(opt, prob)
+    assert isinstance(sde, sl.EntropySGDSDE) and sl.sde_forms(opt) == ("default",)
+    eps = 0.1 / (4 * 0.05)
+    assert sde.eps == pytest.approx(eps)
+    x, y = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25])
+    state = sde.initial_state(x)
+    assert isinstance(state, sl.RelaxationState) and state.x is x and state.y is x
+    drift = sde.drift(0.0, sl.RelaxationState(x, y), None)
+    np.testing.assert_allclose(drift.x, -2.0 * (x - y), rtol=1e-12)
+    np.testing.assert_allclose(drift.y, -(h * y + 2.0 * (y - x)) / eps, rtol=1e-12)
+    np.testing.assert_allclose(sde.parameters(sl.RelaxationState(x, y)), x)
+    rest = sde.drift(0.0, sde.rest_state(x), None)
+    np.testing.assert_allclose(rest.x, 0.0)
+    # without γ in the outer step; with scoping γ(1 + s)^{t/η} at t = 3η
+    plain = sl.sde_for(opt.replace(gamma_in_outer_step=False), prob)
+    np.testing.assert_allclose(plain.drift(0.0, sl.RelaxationState(x, y), None).x, -(x - y))
+    scoped = sl.sde_for(opt.replace(scoping=0.5), prob)
+    gamma3 = 2.0 * 1.5**3
+    d3 = scoped.drift(0.3, sl.RelaxationState(x, y), None)
+    np.testing.assert_allclose(d3.x, -gamma3 * (x - y), rtol=1e-9)
+    np.testing.assert_allclose(d3.y, -(h * y + gamma3 * (y - x)) / eps, rtol=1e-9)
+    # the diffusion: nothing on X; Y gets the Langevin noise and the gradient noise
+    g = sde.diffusion(0.0, sl.RelaxationState(x, y), None)
+    assert sde.brownian_shape(x) == (4,)
+    matrix = np.asarray(g.as_matrix())
+    want = np.zeros((4, 4))
+    want[2:, :2] = np.sqrt(2 * 0.02 / eps) * np.eye(2)
+    want[2:, 2:] = np.sqrt(0.05 / eps) * np.diag(s)
+    np.testing.assert_allclose(matrix, want, rtol=1e-12, atol=1e-15)
+    dw = jnp.array([1.0, -1.0, 2.0, 0.5])
+    kick = g.mv(dw)
+    assert isinstance(kick, sl.RelaxationState)
+    np.testing.assert_allclose(jnp.concatenate(list(kick)), want @ np.asarray(dw), rtol=1e-12)
+
+
+def test_what_the_model_refuses():
+    prob = sl.Quadratic(h=jnp.array([1.0, 2.0]), noise=sl.GaussianNoise(0.1))
+    with pytest.raises(ValueError, match="momentum"):
+        sl.sde_for(sl.EntropySGD(0.5, 1.0, 0.05, 5, 0.01, momentum=0.9), prob)
+    with pytest.raises(ValueError, match="inner='sghmc'"):
+        sl.sde_for(sl.EntropySGD(0.5, 1.0, 0.05, 5, 0.01, inner="sghmc"), prob)
+    heavy = sl.Quadratic(h=jnp.array([1.0, 2.0]), noise=sl.StudentTNoise(df=1.5, scale=0.1))
+    with pytest.raises(ValueError, match="Entropy-SGD SDE does not exist"):
+        sl.sde_for(sl.EntropySGD(0.5, 1.0, 0.05, 5, 0.01), heavy)
+    with pytest.raises(ValueError, match="form='malladi' is invalid for EntropySGD"):
+        sl.sde_for(sl.EntropySGD(0.5, 1.0, 0.05, 5, 0.01), prob, form="malladi")
