@@ -185,7 +185,7 @@ def save(
     """Write runs to a results directory, atomically (`summary.json`, `runs.npz`, one PNG per
     figure; format in `sdelens._io`). `runs` may be empty when only a summary, figures and
     extra `arrays` are worth keeping (e.g. a sweep). An existing `path` is replaced only with
-    `force=True`."""
+    `force=True`, and only if it is an sdelens result (`sdelens._io.check_target`)."""
     if not isinstance(runs, dict) or not all(isinstance(r, Run) for r in runs.values()):
         raise ValueError(f"runs={type(runs).__name__} is invalid: a dict of name -> Run.")
     records = {name: _record(run) for name, run in runs.items()}
@@ -195,7 +195,15 @@ def save(
 def load_results(path: str | os.PathLike) -> Results:
     """Everything in a results directory written by `save` / `Run.save` / the CLI."""
     summary, records, extra, version = _io.read(path)
-    runs = {name: _run_from(a, m, version) for name, (a, m) in records.items()}
+    runs = {}
+    for name, (arrays, manifest) in records.items():
+        try:
+            runs[name] = _run_from(arrays, manifest, version)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{Path(path) / 'summary.json'}: run {name!r} is incomplete or from another "
+                f"version ({type(err).__name__}: {err}); it cannot be read."
+            ) from None
     return Results(Path(path), runs, summary, extra)
 
 

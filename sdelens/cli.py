@@ -91,13 +91,19 @@ OPTIONS = {  # name: (type, default, help)
     "landscape": (bool, True, "Local entropy vs smoothing on a two-well landscape."),
     "seed": (int, 0, "Random seed."),
     "out": (Path, Path("results"), "Results directory."),
-    "force": (bool, False, "Overwrite --out if it exists."),
+    "force": (bool, False, "Replace --out if it is an sdelens result (nothing else)."),
 }
 HYPER = "lr beta beta1 beta2 eps weight_decay gamma inner_lr inner_steps temperature"
 QUADRATIC = "dim cond noise df"
 OUTPUT = "seed out force"
 # API parameters that the command line spells differently.
-SPELLING = {"n_steps": "steps", "n_paths": "paths", "n_runs": "paths", "n_saves": "saves"}
+SPELLING = {
+    "n_steps": "steps",
+    "n_paths": "paths",
+    "n_runs": "paths",
+    "n_saves": "saves",
+    "path": "out",
+}
 
 
 def command(*groups: str):
@@ -124,6 +130,9 @@ def command(*groups: str):
             except (ValueError, FileExistsError) as err:
                 typer.echo(f"Error: {_spell(str(err), options)}", err=True)
                 raise typer.Exit(code=2) from None
+            except OSError as err:  # the disk failed us after the checks: not a usage error
+                typer.echo(f"Error: the results could not be written: {err}", err=True)
+                raise typer.Exit(code=1) from None
             finally:
                 if "matplotlib.pyplot" in sys.modules:  # figures are on disk: free them
                     sys.modules["matplotlib.pyplot"].close("all")
@@ -149,7 +158,8 @@ def _spell(message: str, options: dict) -> str:
     names = {**{o: o for o in options}, **{k: v for k, v in SPELLING.items() if v in options}}
     # not inside a quoted value: --sweep='gamma=1' keeps the value as typed
     pattern = r"(?<![\w('\"-])(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True))
-    return re.sub(pattern + ")=", lambda m: f"--{names[m[1]].replace('_', '-')}=", message)
+    spelled = re.sub(pattern + ")=", lambda m: f"--{names[m[1]].replace('_', '-')}=", message)
+    return re.sub(r"(--[\w-]+)=True\b", r"\1", spelled)  # flags take no value
 
 
 def _enable_compilation_cache() -> None:
@@ -169,9 +179,10 @@ def _say(msg: str) -> None:
 
 
 def _start(o, command_name: str) -> dict:
-    """Refuse an existing `--out` before computing; the options as given, for summary.json."""
-    if o.out.exists() and not o.force:
-        raise FileExistsError(f"--out={o.out} exists: pass --force to overwrite it.")
+    """Refuse a bad `--out` before computing; the options as given, for summary.json."""
+    from sdelens import _io
+
+    _io.check_target(o.out, o.force)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(o).items()}
     return {
         "command": command_name,

@@ -347,3 +347,23 @@ def test_entropy_command(tmp_path):
     assert bad.exit_code == 2 and "--sweep" in bad.output
     bad = invoke("entropy", "--gamma", "0", "--out", tmp_path / "c")
     assert bad.exit_code == 2 and "--gamma=0.0" in bad.output
+
+
+def test_force_never_touches_what_sdelens_did_not_write(tmp_path, monkeypatch):
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(tmp_path)
+    for out in [paper, ".", "", "..", paper / "thesis.tex"]:
+        result = invoke("demo", "--paths", 10, "--steps", 20, "--out", out, "--force")
+        assert result.exit_code == 2, (out, result.output)
+        lines = result.output.strip().splitlines()
+        assert (
+            len(lines) == 1 and lines[0].startswith("Error: --out=") and "Traceback" not in lines[0]
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["paper"]
+    assert [p.name for p in paper.iterdir()] == ["thesis.tex"]
+    result = invoke("demo", "--paths", 10, "--steps", 20, "--out", paper)
+    assert result.exit_code == 2 and "exists: pass --force to replace it" in result.output
+    unwritable = invoke("demo", "--out", paper / "thesis.tex" / "run")
+    assert unwritable.exit_code == 2 and "nothing can be written in" in unwritable.output
