@@ -24,7 +24,9 @@ class Comparison:
         diff: `(S,)` `E f(b) - E f(a)`; `se_diff`: its standard error `√(se_a² + se_b²)`.
         max_abs_mean_loss_error: `max_t |diff|`.
         max_rel_mean_loss_error: `max_t |diff| / |E f(a)|` (the weak error, relative).
-        max_z: `max_t |diff| / se_diff`: above ~4 the gap is not Monte Carlo noise.
+        max_z: `max_t |diff| / se_diff`: above ~4 the gap is not Monte Carlo noise. NaN
+            where no standard error exists (fewer than two finite paths in a run); a statistic
+            over no finite path is NaN throughout, never 0.
         final_mean_error, final_var_error: `(d,)` per-coordinate differences of mean and
             variance of `x` at the last save.
         diverged_a, diverged_b: divergence flags of the runs.
@@ -91,7 +93,9 @@ def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison
     se_diff = np.sqrt(se_a**2 + se_b**2)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.abs(diff) / np.abs(mean_a)
-        z = np.where(se_diff > 0, np.abs(diff) / se_diff, 0.0)
+        # no noise and no gap is agreement (0); a gap without noise is infinitely significant
+        z = np.where(se_diff > 0, np.abs(diff) / se_diff, np.where(diff == 0, 0.0, np.inf))
+        z = np.where(np.isfinite(se_diff), z, np.nan)
     final_mean = sb.x_mean[-1] - sa.x_mean[-1]
     final_var = sb.x_var[-1] - sa.x_var[-1]
     return Comparison(
@@ -103,11 +107,17 @@ def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison
         se_b=se_b,
         diff=diff,
         se_diff=se_diff,
-        max_abs_mean_loss_error=float(np.nanmax(np.abs(diff))),
-        max_rel_mean_loss_error=float(np.nanmax(np.where(np.isfinite(rel), rel, np.nan))),
-        max_z=float(np.nanmax(z)),
+        max_abs_mean_loss_error=_nanmax(np.abs(diff)),
+        max_rel_mean_loss_error=_nanmax(np.where(np.isfinite(rel), rel, np.nan)),
+        max_z=_nanmax(z),
         final_mean_error=final_mean,
         final_var_error=final_var,
         diverged_a=a.diverged,
         diverged_b=b.diverged,
     )
+
+
+def _nanmax(values) -> float:
+    """The largest non-NaN value; NaN (not a warning) when there is none."""
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmax(values)) if np.any(~np.isnan(values)) else float("nan")

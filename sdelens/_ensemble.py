@@ -51,6 +51,8 @@ class RunStats:
     `count` `(S,)`: paths finite at each save; `loss_mean`, `loss_m2` `(S,)` and `x_mean`,
     `x_m2` `(S, d)`: means and sums of squared deviations (merged across chunks with Chan et
     al.'s parallel update, in float64); `hist_counts` `(S, k, bins)` for `hist` (optional).
+    A mean over no finite path is NaN, a variance or standard error over fewer than two NaN:
+    never 0.
     """
 
     count: np.ndarray
@@ -63,8 +65,7 @@ class RunStats:
 
     @property
     def loss_var(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.loss_m2 / np.maximum(self.count - 1, 1)
+        return _unbiased(self.loss_m2, self.count)
 
     @property
     def loss_se(self) -> np.ndarray:
@@ -73,7 +74,7 @@ class RunStats:
 
     @property
     def x_var(self) -> np.ndarray:
-        return self.x_m2 / np.maximum(self.count - 1, 1)[:, None]
+        return _unbiased(self.x_m2, self.count[:, None])
 
     def merge(self, other: RunStats) -> RunStats:
         """Statistics of the union of two disjoint sets of paths."""
@@ -82,16 +83,17 @@ class RunStats:
         with np.errstate(invalid="ignore", divide="ignore"):
             share_b = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
             cross = np.where(n > 0, n_a * n_b / np.maximum(n, 1), 0.0)
-        d_loss = other.loss_mean - self.loss_mean
-        d_x = other.x_mean - self.x_mean
+        loss_a, loss_b = _filled(self.loss_mean, n_a), _filled(other.loss_mean, n_b)
+        x_a, x_b = _filled(self.x_mean, n_a[:, None]), _filled(other.x_mean, n_b[:, None])
+        d_loss, d_x = loss_b - loss_a, x_b - x_a
         counts = None
         if self.hist_counts is not None:
             counts = self.hist_counts + other.hist_counts
         return RunStats(
             count=n,
-            loss_mean=self.loss_mean + d_loss * share_b,
+            loss_mean=_empty_nan(loss_a + d_loss * share_b, n),
             loss_m2=self.loss_m2 + other.loss_m2 + d_loss**2 * cross,
-            x_mean=self.x_mean + d_x * share_b[:, None],
+            x_mean=_empty_nan(x_a + d_x * share_b[:, None], n[:, None]),
             x_m2=self.x_m2 + other.x_m2 + d_x**2 * cross[:, None],
             hist=self.hist,
             hist_counts=counts,
@@ -132,11 +134,28 @@ def _moments(xs, loss, valid, hist: Histogram | None):
 _moments_jit = jax.jit(_moments, static_argnums=3)
 
 
+def _filled(mean, count):
+    """A mean with its empty entries (NaN) as 0, for the merge arithmetic."""
+    return np.where(count > 0, mean, 0.0)
+
+
+def _empty_nan(mean, count):
+    """A mean over no path is NaN (the device computes 0/1 there)."""
+    return np.where(count > 0, mean, np.nan)
+
+
+def _unbiased(m2, count):
+    """`m2 / (n - 1)`, NaN for fewer than two paths."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 1, m2 / np.maximum(count - 1, 1), np.nan)
+
+
 def _stats(parts, hist: Histogram | None) -> RunStats:
     """Device moments → host float64 `RunStats` (where chunks are merged)."""
     count, loss_mean, loss_m2, x_mean, x_m2, counts = (
         None if p is None else np.asarray(p, dtype=np.float64) for p in parts
     )
+    loss_mean, x_mean = _empty_nan(loss_mean, count), _empty_nan(x_mean, count[:, None])
     return RunStats(count, loss_mean, loss_m2, x_mean, x_m2, hist=hist, hist_counts=counts)
 
 

@@ -205,10 +205,15 @@ def _save(o, config: dict, result, runs: dict, arrays=None) -> None:
     typer.echo(f"Results in {o.out}/ (summary.json, runs.npz, {len(figures)} PNG figures)")
 
 
+def _cell(value) -> str:
+    """A table entry: a statistic without data (NaN) is marked, not printed as a number."""
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.4g}"
+    return str(value)
+
+
 def _table(rows: list[tuple], header: tuple) -> None:
-    cells = [tuple(map(str, header))] + [
-        tuple(f"{c:.4g}" if isinstance(c, float) else str(c) for c in r) for r in rows
-    ]
+    cells = [tuple(map(str, header))] + [tuple(_cell(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     typer.echo("\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]]))

@@ -2,6 +2,7 @@
 runs built by hand (known numbers), labels, and mismatched runs."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -85,3 +86,49 @@ def test_mismatched_runs_are_refused():
         sl.compare(A, make_run("sde", [[1.0, 1.0]], lr=0.2))
     with pytest.raises(ValueError, match="two sdelens Run objects"):
         sl.compare(A, A.loss)
+
+
+def test_a_statistic_without_data_is_nan_never_zero(tmp_path):
+    """Every path diverged: no mean, no standard error, no gap, no z; `null` in summary.json."""
+    dead = make_run("sde", [[np.nan, np.inf], [np.inf, np.nan]])
+    stats = dead.statistics()
+    np.testing.assert_array_equal(stats.count, [0, 0])
+    assert np.all(np.isnan(stats.loss_mean)) and np.all(np.isnan(stats.loss_se))
+    assert np.all(np.isnan(stats.x_mean)) and np.all(np.isnan(stats.x_var))
+    assert np.isnan(dead.metrics()["final_mean_loss"])
+    c = sl.compare(A, dead)
+    assert np.isnan(c.max_rel_mean_loss_error) and np.isnan(c.max_abs_mean_loss_error)
+    assert np.isnan(c.max_z)
+    m = c.metrics()
+    assert np.isnan(m["final_mean_loss"]["sde"]) and m["final_mean_loss"]["optimizer"] == 4.0
+    sl.save(tmp_path / "r", {"a": A, "b": dead}, summary={"metrics": m})
+    written = json.loads((tmp_path / "r" / "summary.json").read_text())["metrics"]
+    assert written["max_z"] is None and written["final_mean_loss"]["sde"] is None
+
+
+def test_one_path_has_a_mean_but_no_standard_error():
+    one_a, one_b = make_run("optimizer", [[1.0, 2.0]]), make_run("sde", [[1.0, 3.0]])
+    c = sl.compare(one_a, one_b)
+    np.testing.assert_allclose(c.mean_loss_b, [1.0, 3.0])
+    assert np.all(np.isnan(c.se_a)) and np.isnan(c.max_z)
+    assert c.max_rel_mean_loss_error == pytest.approx(0.5)
+    # without noise: no gap is agreement (z = 0), a gap is infinitely significant
+    same = make_run("sde", [[1.0, 2.0], [1.0, 2.0]])
+    assert sl.compare(same, same).max_z == 0.0
+    assert sl.compare(same, make_run("sde", [[1.0, 2.5], [1.0, 2.5]])).max_z == np.inf
+
+
+def test_merging_an_empty_chunk_changes_nothing():
+    """A chunk whose paths all diverged merges as no data, not as a mean of 0."""
+    from sdelens._ensemble import RunStats
+
+    live = RunStats.from_paths(
+        np.array([[[1.0], [2.0]], [[3.0], [6.0]]]), np.array([[1, 2], [3, 6.0]])
+    )
+    dead = RunStats.from_paths(np.full((2, 2, 1), np.nan), np.full((2, 2), np.nan))
+    for merged in (live.merge(dead), dead.merge(live)):
+        np.testing.assert_allclose(merged.loss_mean, live.loss_mean)
+        np.testing.assert_allclose(merged.loss_var, live.loss_var)
+        np.testing.assert_allclose(merged.x_mean, live.x_mean)
+    both_dead = dead.merge(dead)
+    assert np.all(np.isnan(both_dead.loss_mean)) and np.all(both_dead.count == 0)
