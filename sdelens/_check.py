@@ -18,7 +18,11 @@ def is_concrete(value) -> bool:
 def _short(value) -> str:
     arr = np.asarray(value)
     if arr.size <= 6:
-        return np.array2string(arr, precision=4) if arr.ndim else repr(arr.item())
+        if arr.ndim == 0:
+            return repr(arr.item())
+        if arr.ndim == 1 and np.issubdtype(arr.dtype, np.number):
+            return "[" + ", ".join(f"{v:.4g}" for v in arr.tolist()) + "]"
+        return np.array2string(arr, precision=4)
     return f"array of shape {arr.shape}"
 
 

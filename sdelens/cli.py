@@ -338,7 +338,12 @@ def stationary(o) -> None:
 
     import sdelens as sl
 
-    opts = [sl.optimizer_by_name(n.strip(), **vars(o)) for n in o.optimizers.split(",")]
+    names = [n.strip() for n in o.optimizers.split(",")]
+    if not all(names):
+        raise ValueError(
+            f"--optimizers={o.optimizers!r} is invalid: comma-separated names, e.g. 'sgd,signsgd'."
+        )
+    opts = [sl.optimizer_by_name(n, **vars(o)) for n in names]
     thetas = _floats("--weight-decays", o.weight_decays) if o.weight_decays.strip() else []
     result = sl.studies.stationary_sweeps(
         opts,

@@ -114,6 +114,11 @@ def test_stationary_sweep_writes_slopes(tmp_path):
         (["compare", "--lr", "abc"], "--lr"),
         (["stationary", "--scales", "1"], "--scales"),
         (["stationary", "--scales", "a,b"], "--scales"),
+        (["stationary", "--scales", "1,1"], "--scales=[1.0, 1.0] is invalid: the values must be"),
+        (["stationary", "--burn-in", "1.5"], "--burn-in=1.5"),
+        (["stationary", "--optimizers", ","], "--optimizers=','"),
+        (["stationary", "--optimizers", "rmspropw", "--weight-decays", "-1,2"], "--weight-decays="),
+        (["compare", "--covariance", "foo"], "--covariance='foo'"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(tmp_path, args, needle):

@@ -79,3 +79,47 @@ def test_sweeps_refuse_bad_input_before_running():
             key=jax.random.key(0),
             **sizes,
         )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"burn_in": 1.5}, r"burn_in=1.5 is invalid: allowed range is \[0.0, 1.0\)"),
+        ({"scales": [1.0, 1.0]}, r"scales=\[1.0, 1.0\] is invalid: the values must be distinct"),
+        ({"weight_decays": [-1.0, 2.0]}, r"weight_decays=\[-1, 2\] is invalid: .* > 0"),
+        ({"weight_decays": [1.0, 1.0]}, r"weight_decays=\[1.0, 1.0\] .* distinct"),
+        ({"save_every": 7}, r"save_every=7 is invalid: it must divide n_steps=100"),
+        ({"n_paths": 0}, r"n_paths=0"),
+        ({"optimizers": []}, r"optimizers=\[\] is invalid"),
+        (
+            {"optimizers": [sl.SignSGD(lr=LR), sl.SGD(lr=LR)], "weight_decays": [], "df": 1.5},
+            "The SGD SDE does not exist for StudentTNoise",
+        ),
+    ],
+)
+def test_stationary_sweeps_check_everything_before_the_first_run(change, message):
+    """A bad setting anywhere (also in the weight-decay sweep that runs second, also for the
+    last optimizer or scale) fails before any run starts: nothing is reported as started."""
+    change = dict(change)
+    df = change.pop("df", None)
+
+    def problem_at(s):
+        if df is None:
+            return sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=s * BASE))
+        return sl.Quadratic(h=H, noise=sl.StudentTNoise(df=df, scale=s * BASE))
+
+    started = []
+    args = dict(
+        optimizers=[sl.SignSGD(lr=LR), sl.Adam(lr=LR, weight_decay=1.0)],
+        problem_at=problem_at,
+        scales=[0.5, 1.0],
+        x0=jnp.zeros(3),
+        weight_decays=[0.5, 1.0],
+        n_steps=100,
+        n_paths=4,
+        key=jax.random.key(0),
+        progress=started.append,
+    )
+    with pytest.raises(ValueError, match=message):
+        sl.studies.stationary_sweeps(**{**args, **change})
+    assert started == []

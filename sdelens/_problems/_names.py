@@ -36,6 +36,7 @@ def problem_by_name(
     (required for networks)."""
     _check.choice("problem", name, PROBLEMS)
     _check.choice("noise", noise, NOISES)
+    _check.choice("covariance", covariance, COVARIANCES)  # checked even where unused
     if name == "quadratic":
         if noise == "minibatch":
             raise ValueError("noise='minibatch' needs a network problem (it samples data).")
@@ -51,6 +52,5 @@ def problem_by_name(
     if noise == "gaussian":
         model = GaussianNoise(0.01 if scale is None else scale)
     else:
-        _check.choice("covariance", covariance, COVARIANCES)
         model = MinibatchNoise(batch_size, covariance=covariance)
     return network_problem(name, model, key=key, train_size=train_size)

@@ -13,6 +13,7 @@ from jaxtyping import PRNGKeyArray
 from .. import _check
 from .._optimizers import AbstractOptimizer
 from .._problems import AbstractProblem
+from .._sde import sde_for
 from .._stats import loglog_slope
 from .._theory import empirical_stationary
 from ._common import Progress, resolve_key, say
@@ -79,6 +80,31 @@ class Sweep:
         return out
 
 
+def _sweep_values(name: str, values) -> np.ndarray:
+    """Positive, finite, distinct values of a swept parameter."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1:
+        raise ValueError(f"{name}={values.tolist()} is invalid: a flat list of numbers.")
+    _check.positive_finite(name, values)
+    if len(np.unique(values)) < len(values):
+        raise ValueError(f"{name}={values.tolist()} is invalid: the values must be distinct.")
+    return values
+
+
+def _check_plan(setups, values, *, n_steps, n_paths, save_every) -> None:
+    """Sizes and every (optimizer, problem) pair of a sweep, with its SDE: a bad setting fails
+    now, not after the sweep's first runs."""
+    n_steps = _check.positive_int("n_steps", n_steps)
+    _check.positive_int("n_paths", n_paths)
+    save_every = _check.positive_int("save_every", save_every)
+    if n_steps % save_every:
+        raise ValueError(f"save_every={save_every} is invalid: it must divide n_steps={n_steps}.")
+    for setup in setups.values():
+        for value in values:
+            opt, prob = setup(float(value))
+            sde_for(opt, prob)
+
+
 def _sweep(
     parameter: str,
     setups: dict[str, Callable[[float], tuple[AbstractOptimizer, AbstractProblem]]],
@@ -93,8 +119,10 @@ def _sweep(
     progress: Progress,
 ) -> Sweep:
     """For each named setup and value `v`, `setup(v) = (opt, prob)` is run to stationarity, the
-    `i`-th value with key `fold_in(key, i)`."""
+    `i`-th value with key `fold_in(key, i)`. Everything is checked before the first run."""
     values = np.asarray(values, dtype=float)
+    _check_plan(setups, values, n_steps=n_steps, n_paths=n_paths, save_every=save_every)
+    _check.in_interval("burn_in", burn_in, 0.0, 1.0)
     loss, se, diverged = {}, {}, {}
     for name, setup in setups.items():
         est = {"optimizer": [], "sde": []}
@@ -149,8 +177,7 @@ def noise_sweep(
     required (`seed=` is a deprecated alias).
     """
     key = resolve_key(key, seed)
-    scales = np.asarray(scales, dtype=float)
-    _check.positive_finite("scales", scales)
+    scales = _sweep_values("scales", scales)
     setups = {
         opt.name: functools.partial(lambda o, s: (o, problem_at(s)), opt) for opt in optimizers
     }
@@ -189,8 +216,7 @@ def weight_decay_sweep(
     (docs/math.md §5). `key` is required (`seed=` is a deprecated alias).
     """
     key = resolve_key(key, seed)
-    thetas = np.asarray(weight_decays, dtype=float)
-    _check.positive_finite("weight_decays", thetas)
+    thetas = _sweep_values("weight_decays", weight_decays)
     for opt in optimizers:
         opt.replace(weight_decay=float(thetas[0]))  # every optimizer must have one, checked now
 
@@ -252,16 +278,24 @@ def stationary_sweeps(
     """`noise_sweep` over `scales` (at least two, for a slope) and, if `weight_decays` are
     given, `weight_decay_sweep` of the decayed optimizers (RMSpropW, AdamW) at the largest
     noise scale. Every optimizer and setting is validated before anything runs."""
-    scales = list(scales)
+    scales = list(_sweep_values("scales", scales))
     if len(scales) < 2:
         raise ValueError(f"scales={scales} is invalid: a slope needs at least 2 noise levels.")
+    if not optimizers:
+        raise ValueError("optimizers=[] is invalid: give at least one optimizer.")
     decayed = [opt for opt in optimizers if opt.weight_decay > 0]
-    if weight_decays and not decayed:
-        raise ValueError(
-            f"weight_decays={list(weight_decays)} is invalid: it needs rmspropw or adamw among "
-            "the optimizers."
-        )
-    problem_at(scales[0])
+    weight_decays = list(weight_decays)
+    if weight_decays:
+        if not decayed:
+            raise ValueError(
+                f"weight_decays={weight_decays} is invalid: it needs rmspropw or adamw among "
+                "the optimizers."
+            )
+        _sweep_values("weight_decays", weight_decays)
+        last = problem_at(scales[-1])
+        for opt in decayed:  # the weight-decay sweep's settings fail now, not after the noise sweep
+            for theta in weight_decays:
+                sde_for(opt.replace(weight_decay=float(theta)), last)
     sizes = dict(n_steps=n_steps, n_paths=n_paths, save_every=save_every, burn_in=burn_in)
     noise = noise_sweep(optimizers, problem_at, scales, x0, key=key, progress=progress, **sizes)
     decay = None
