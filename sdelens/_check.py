@@ -26,22 +26,56 @@ def _short(value) -> str:
     return f"array of shape {arr.shape}"
 
 
-def positive_finite(name: str, value, *, allow_zero: bool = False) -> None:
-    """Every entry of `value` is finite and > 0 (>= 0 with `allow_zero`)."""
+def _numbers(name: str, value, *, scalar: bool) -> np.ndarray:
+    """`value` as floats: a number (or, unless `scalar`, an array of them), never a string or
+    None, which NumPy would convert or reject with a TypeError."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name}={value!r} is invalid: a number is required.")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is invalid: a number is required.") from None
+    if scalar and arr.ndim:
+        raise ValueError(
+            f"{name}={_short(value)} is invalid: one number is required, not an array of shape "
+            f"{arr.shape}."
+        )
+    return arr
+
+
+def number(name: str):
+    """A field converter to `float` that refuses, naming the field, what is not one number
+    (a string, None, an array): `lr: float = eqx.field(converter=_check.number("lr"))`."""
+
+    def convert(value) -> float:
+        return float(_numbers(name, value, scalar=True))
+
+    return convert
+
+
+def positive_finite(name: str, value, *, allow_zero: bool = False, scalar: bool = False) -> None:
+    """Every entry of `value` is finite and > 0 (>= 0 with `allow_zero`); one number if
+    `scalar` (a hyperparameter)."""
     if not is_concrete(value):
         return
-    arr = np.asarray(value, dtype=float)
+    arr = _numbers(name, value, scalar=scalar)
     bound_ok = arr >= 0 if allow_zero else arr > 0
     if arr.size == 0 or not np.all(np.isfinite(arr)) or not np.all(bound_ok):
         allowed = "finite and >= 0" if allow_zero else "finite and > 0"
         raise ValueError(f"{name}={_short(value)} is invalid: every entry must be {allowed}.")
 
 
+def finite(name: str, value) -> None:
+    """Every entry of `value` is a finite number."""
+    if is_concrete(value) and not np.all(np.isfinite(_numbers(name, value, scalar=False))):
+        raise ValueError(f"{name}={_short(value)} is invalid: every entry must be finite.")
+
+
 def in_interval(name: str, value, low: float, high: float, *, closed_high: bool = False) -> None:
     """`low <= value < high` (or `<= high`)."""
     if not is_concrete(value):
         return
-    v = float(value)
+    v = float(_numbers(name, value, scalar=True))
     ok = low <= v <= high if closed_high else low <= v < high
     if not (np.isfinite(v) and ok):
         bracket = "]" if closed_high else ")"

@@ -77,8 +77,20 @@ def _prepare(opt, problem, x0, n_steps, n_paths, key, save_every, paths_name: st
             )
     n_paths = _check.positive_int(paths_name, 1 if n_paths is None else n_paths)
     keys = jax.random.split(check_key(key), n_paths)
-    x0s = jnp.broadcast_to(x0, (n_paths, x0.shape[-1]))
-    return _Plan(opt, problem, n_steps, save_every, x0s, keys, _ensemble_options(**ensemble))
+    d = x0.shape[-1]
+    loss = jax.eval_shape(problem.loss, jax.ShapeDtypeStruct((d,), x0.dtype))
+    if loss.shape != ():
+        raise ValueError(
+            f"the loss returns an array of shape {loss.shape}: a scalar loss f(x) is required."
+        )
+    options = _ensemble_options(**ensemble)
+    hist = options["hist"]
+    if hist is not None and max(hist.coords) >= d:
+        raise ValueError(
+            f"hist coords={hist.coords} is invalid: the state has coordinates 0..{d - 1}."
+        )
+    x0s = jnp.broadcast_to(x0, (n_paths, d))
+    return _Plan(opt, problem, n_steps, save_every, x0s, keys, options)
 
 
 def _run(kind: str, core, plan: _Plan, extra: dict, grad_evals: int) -> Run:

@@ -83,3 +83,29 @@ def test_traced_values_are_taken_as_valid():
     seen = []
     jax.jit(lambda x: seen.append(_check.is_concrete(x)) or x)(1.0)
     assert seen == [False] and _check.is_concrete(jnp.ones(2))
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("0.01", r"lr='0.01' is invalid: a number is required"),
+        (None, r"lr=None is invalid: a number is required"),
+        (b"1", r"lr=b'1' is invalid: a number is required"),
+        ({"a": 1}, r"lr=\{'a': 1\} is invalid: a number is required"),
+        (np.ones(2), r"lr=\[1, 1\] is invalid: one number is required, not an array of shape"),
+    ],
+)
+def test_one_number_is_required(value, message):
+    with pytest.raises(ValueError, match=message):
+        _check.number("lr")(value)
+    with pytest.raises(ValueError, match=message):
+        _check.positive_finite("lr", value, scalar=True)
+
+
+def test_number_converts_numbers_and_finite_checks_entries():
+    assert _check.number("lr")(np.float32(0.5)) == 0.5 and _check.number("lr")(2) == 2.0
+    _check.finite("minimum", [0.0, -3.0])
+    with pytest.raises(ValueError, match=r"minimum=\[nan, 0\] is invalid: every entry must be"):
+        _check.finite("minimum", [np.nan, 0.0])
+    with pytest.raises(ValueError, match=r"beta=None is invalid"):
+        _check.in_interval("beta", None, 0.0, 1.0)

@@ -109,3 +109,22 @@ def test_with_lr_keeps_rho_fixed():
         adam.with_lr(0.2)
     with pytest.raises(ValueError, match="lr="):
         adam.with_lr(0.0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda bad: sl.SGD(lr=bad),
+        lambda bad: sl.SignSGD(lr=bad),
+        lambda bad: sl.RMSprop(lr=0.1, beta=bad),
+        lambda bad: sl.Adam(lr=0.1, beta1=bad),
+        lambda bad: sl.Adam(lr=0.1, weight_decay=bad),
+        lambda bad: sl.EntropySGD(0.1, bad, 0.1, 5, 0.01),
+    ],
+)
+@pytest.mark.parametrize("bad", ["0.01", None, jnp.ones(2)])
+def test_hyperparameters_are_one_number_each(make, bad):
+    """A string, None or a vector is a ValueError naming the hyperparameter, not a TypeError
+    from deep inside (or, for "0.01", silently accepted)."""
+    with pytest.raises(ValueError, match=r"(lr|beta1?|weight_decay|gamma)=.* is invalid"):
+        make(bad)

@@ -100,3 +100,8 @@ def test_standard_quadratic():
 def test_standard_quadratic_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         sl.Quadratic.standard(**kwargs)
+
+
+def test_minimum_must_be_finite():
+    with pytest.raises(ValueError, match=r"minimum=\[nan, 0\] is invalid: every entry must be"):
+        sl.Quadratic(h=jnp.ones(2), noise=sl.GaussianNoise(1.0), minimum=jnp.array([jnp.nan, 0.0]))

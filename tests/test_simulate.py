@@ -122,3 +122,16 @@ def test_other_solvers_agree_with_euler(solver):
     c = sl.compare(euler, other)
     assert other.config["solver"] == type(solver).__name__
     assert np.all(np.abs(c.diff) <= weak_error_tolerance(c, lr))
+
+
+def test_a_vector_loss_and_out_of_range_histograms_are_refused_before_running():
+    vector = sl.Problem(lambda x: x**2, sl.GaussianNoise(1.0))
+    for fn in (sl.simulate, sl.run_optimizer):
+        with pytest.raises(ValueError, match=r"loss returns an array of shape \(2,\): a scalar"):
+            fn(sl.SGD(0.1), vector, jnp.ones(2), 10, 2, jax.random.key(0), 5)
+    prob = sl.Quadratic(h=H, noise=sl.GaussianNoise(scale=S))
+    hist = sl.Histogram(coords=(5,), edges=jnp.linspace(-1.0, 1.0, 5))
+    with pytest.raises(ValueError, match=r"hist coords=\(5,\) is invalid: .* 0..2"):
+        sl.simulate(
+            sl.SGD(0.1), prob, jnp.ones(3), 10, 2, jax.random.key(0), 5, keep="stats", hist=hist
+        )

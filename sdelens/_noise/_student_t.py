@@ -33,9 +33,7 @@ class StudentTNoise(AbstractAdditiveNoise):
     scale: Float[Array, "..."] = eqx.field(converter=jnp.asarray)
 
     def __check_init__(self):
-        _check.positive_finite("df", self.df)
-        if jnp.ndim(self.df) != 0:
-            raise ValueError(f"df has shape {jnp.shape(self.df)}: a scalar > 0 is required.")
+        _check.positive_finite("df", self.df, scalar=True)
         check_scale("scale", self.scale, allow_matrix=False)
 
     @property

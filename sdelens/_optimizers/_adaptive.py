@@ -45,11 +45,11 @@ class AbstractAdaptiveOptimizer(AbstractOptimizer):
     scaling_rules: ClassVar[tuple[str, ...]] = ("malladi", "compagnoni")
 
     def __check_init__(self):
-        _check.positive_finite("lr", self.lr)
+        _check.positive_finite("lr", self.lr, scalar=True)
         for name in self.decay_names:
             _check_decay(name, getattr(self, name))
-        _check.positive_finite("eps", self.eps, allow_zero=True)
-        _check.positive_finite("weight_decay", self.weight_decay, allow_zero=True)
+        _check.positive_finite("eps", self.eps, allow_zero=True, scalar=True)
+        _check.positive_finite("weight_decay", self.weight_decay, allow_zero=True, scalar=True)
 
     @property
     def name(self) -> str:
@@ -107,10 +107,10 @@ class RMSprop(AbstractAdaptiveOptimizer):
     this update.
     """
 
-    lr: float = eqx.field(converter=float)
-    beta: float = eqx.field(converter=float, default=0.999)
-    eps: float = eqx.field(converter=float, default=1e-8)
-    weight_decay: float = eqx.field(converter=float, default=0.0)
+    lr: float = eqx.field(converter=_check.number("lr"))
+    beta: float = eqx.field(converter=_check.number("beta"), default=0.999)
+    eps: float = eqx.field(converter=_check.number("eps"), default=1e-8)
+    weight_decay: float = eqx.field(converter=_check.number("weight_decay"), default=0.0)
     decay_names: ClassVar[tuple[str, ...]] = ("beta",)
 
     def to_optax(self) -> optax.GradientTransformation:
@@ -139,11 +139,11 @@ class Adam(AbstractAdaptiveOptimizer):
     docs/math.md §4).
     """
 
-    lr: float = eqx.field(converter=float)
-    beta1: float = eqx.field(converter=float, default=0.9)
-    beta2: float = eqx.field(converter=float, default=0.999)
-    eps: float = eqx.field(converter=float, default=1e-8)
-    weight_decay: float = eqx.field(converter=float, default=0.0)
+    lr: float = eqx.field(converter=_check.number("lr"))
+    beta1: float = eqx.field(converter=_check.number("beta1"), default=0.9)
+    beta2: float = eqx.field(converter=_check.number("beta2"), default=0.999)
+    eps: float = eqx.field(converter=_check.number("eps"), default=1e-8)
+    weight_decay: float = eqx.field(converter=_check.number("weight_decay"), default=0.0)
     decay_names: ClassVar[tuple[str, ...]] = ("beta1", "beta2")
 
     def to_optax(self) -> optax.GradientTransformation:

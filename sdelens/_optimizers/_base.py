@@ -114,7 +114,7 @@ class AbstractOptimizer(eqx.Module):
         """This optimizer at learning rate `lr` with every `ρ = (1 - β)/η` kept fixed
         (docs/math.md §1): the family along which an SDE approximates its optimizer as
         `η → 0`."""
-        _check.positive_finite("lr", lr)
+        _check.positive_finite("lr", lr, scalar=True)
         changes: dict[str, float] = {"lr": float(lr)}
         for name in self.decay_names:
             rho = (1.0 - getattr(self, name)) / self.lr

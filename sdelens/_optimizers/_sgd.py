@@ -22,7 +22,7 @@ class AbstractStatelessOptimizer(AbstractOptimizer):
     decay_names: ClassVar[tuple[str, ...]] = ()
 
     def __check_init__(self):
-        _check.positive_finite("lr", self.lr)
+        _check.positive_finite("lr", self.lr, scalar=True)
 
     @property
     def name(self) -> str:
@@ -62,7 +62,7 @@ class SGD(AbstractStatelessOptimizer):
     SDE (Li, Tai & E 2019; docs/math.md §2): `dX = -∇f(X) dt + √η Σ^{1/2} dW`.
     """
 
-    lr: float = eqx.field(converter=float)
+    lr: float = eqx.field(converter=_check.number("lr"))
     scaling_rules: ClassVar[tuple[str, ...]] = ("linear",)
 
     def to_optax(self) -> optax.GradientTransformation:
@@ -101,7 +101,7 @@ class SignSGD(AbstractStatelessOptimizer):
     `Σ̄ = Cov(sign g)`.
     """
 
-    lr: float = eqx.field(converter=float)
+    lr: float = eqx.field(converter=_check.number("lr"))
     scaling_rules: ClassVar[tuple[str, ...]] = ("sqrt",)
 
     def to_optax(self) -> optax.GradientTransformation:

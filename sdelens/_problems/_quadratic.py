@@ -42,6 +42,8 @@ class Quadratic(AbstractProblem):
         d = self.h.shape[0]
         if self.minimum is not None and jnp.shape(self.minimum) != (d,):
             raise ValueError(f"minimum has shape {jnp.shape(self.minimum)}: ({d},) is required.")
+        if self.minimum is not None:
+            _check.finite("minimum", self.minimum)
 
     @classmethod
     def standard(
