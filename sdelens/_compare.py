@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 import numpy as np
 
 from ._run import Run
 
 __all__ = ["Comparison", "compare"]
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -30,6 +33,16 @@ class Comparison:
         final_mean_error, final_var_error: `(d,)` per-coordinate differences of mean and
             variance of `x` at the last save.
         diverged_a, diverged_b: divergence flags of the runs.
+        mean_gap, mean_gap_se: the time-averaged gap `ḡ = mean_{t>0} diff` and a conservative
+            standard error, the time average of `se_diff` (the saves of one path are correlated,
+            and the standard error of an average is at most the average of the standard errors;
+            docs/math.md §A.8).
+        rel_mean_gap, rel_mean_gap_se: both divided by the time-averaged `|E f(a)|`.
+        verdict: "agrees within Monte Carlo error" when the 95% interval `ḡ ± 1.96 SE` holds 0
+            and no save's `|diff|/se_diff` exceeds the Bonferroni bound `Φ⁻¹(1 - 0.025/S)` of
+            the `S` saves; else "gap of X% ± Y% beyond Monte Carlo error" at the most
+            significant save (or on average), `Y` 1.96 standard errors; "no finite paths to
+            compare" / "no standard error" where those are missing.
     """
 
     labels: tuple[str, str]
@@ -47,6 +60,11 @@ class Comparison:
     final_var_error: np.ndarray
     diverged_a: bool
     diverged_b: bool
+    mean_gap: float
+    mean_gap_se: float
+    rel_mean_gap: float
+    rel_mean_gap_se: float
+    verdict: str
 
     def metrics(self) -> dict:
         """JSON-ready numbers (as written to summary.json), keyed by `labels`."""
@@ -59,6 +77,11 @@ class Comparison:
             "final_mean_loss_se": {a: float(self.se_a[-1]), b: float(self.se_b[-1])},
             "diverged": {a: self.diverged_a, b: self.diverged_b},
         }
+        out["mean_gap"] = self.mean_gap
+        out["mean_gap_ci95"] = Z95 * self.mean_gap_se
+        out["rel_mean_gap"] = self.rel_mean_gap
+        out["rel_mean_gap_ci95"] = Z95 * self.rel_mean_gap_se
+        out["verdict"] = self.verdict
         out["final_max_abs_mean_error"] = float(np.max(np.abs(self.final_mean_error)))
         out["final_max_abs_var_error"] = float(np.max(np.abs(self.final_var_error)))
         return out
@@ -96,6 +119,7 @@ def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison
         # no noise and no gap is agreement (0); a gap without noise is infinitely significant
         z = np.where(se_diff > 0, np.abs(diff) / se_diff, np.where(diff == 0, 0.0, np.inf))
         z = np.where(np.isfinite(se_diff), z, np.nan)
+    gap = _time_averaged_gap(np.asarray(a.ts), diff, se_diff, z, mean_a)
     final_mean = sb.x_mean[-1] - sa.x_mean[-1]
     final_var = sb.x_var[-1] - sa.x_var[-1]
     return Comparison(
@@ -114,6 +138,52 @@ def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison
         final_var_error=final_var,
         diverged_a=a.diverged,
         diverged_b=b.diverged,
+        **gap,
+    )
+
+
+def _time_averaged_gap(ts, diff, se_diff, z, mean_a) -> dict:
+    """`ḡ`, its conservative SE, both relative to the mean `|E f(a)|`, and the verdict, over the
+    saves after the start (where both runs sit at the same `x0`) with finite numbers.
+
+    The verdict tests both the time average (95% interval) and every save at once: the largest
+    `|diff|/se_diff` over `S` saves is compared with the Bonferroni bound `Φ⁻¹(1 - 0.025/S)`
+    (3.7 for 200 saves), so a gap confined to the transient is found and a maximum of 3 SE over
+    many correlated saves is not called a gap.
+    """
+    later = ts > ts[0] if ts.size > 1 else np.ones(ts.shape, dtype=bool)
+    keep = later & np.isfinite(diff) & np.isfinite(mean_a)
+    nan = float("nan")
+    if not np.any(keep):
+        verdict = "no finite paths to compare"
+        return dict(
+            mean_gap=nan, mean_gap_se=nan, rel_mean_gap=nan, rel_mean_gap_se=nan, verdict=verdict
+        )
+    d, s, z, f = diff[keep], se_diff[keep], z[keep], np.abs(mean_a[keep])
+    gap = float(np.mean(d))
+    se = float(np.mean(s)) if np.all(np.isfinite(s)) else nan
+    scale = float(np.mean(f))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel, rel_se = gap / scale, se / scale
+    bound = statistics.NormalDist().inv_cdf(1.0 - 0.025 / d.size)
+    if np.isnan(se):
+        verdict = "no standard error (fewer than two finite paths)"
+    elif np.nanmax(z) > bound:
+        k = int(np.nanargmax(z))
+        verdict = (
+            f"gap of {d[k] / f[k]:+.1%} ± {Z95 * s[k] / f[k]:.1%} beyond Monte Carlo error "
+            f"at t = {ts[keep][k]:.4g}"
+        )
+    elif abs(gap) > Z95 * se:
+        verdict = f"gap of {rel:+.1%} ± {Z95 * rel_se:.1%} beyond Monte Carlo error on average"
+    else:
+        verdict = "agrees within Monte Carlo error"
+    return dict(
+        mean_gap=gap,
+        mean_gap_se=se,
+        rel_mean_gap=float(rel),
+        rel_mean_gap_se=float(rel_se),
+        verdict=verdict,
     )
 
 

@@ -235,6 +235,7 @@ COMPARE = (
     "max rel err",
     "max z",
     "diverged",
+    "verdict (time-averaged gap, 95%)",
 )
 SLOPES = ("optimizer", "source", "log-log slope vs noise")
 SCALING = ("setting", "stationary E f", "SE", "samples to threshold")
@@ -256,6 +257,7 @@ def _compare_row(name: str, both) -> tuple:
         m["max_rel_mean_loss_error"],
         m["max_z"],
         "yes" if both.ref.diverged or both.run.diverged else "no",
+        m["verdict"],
     )
 
 

@@ -105,12 +105,11 @@ def trajectories(
         _band(ax, c.ts, c.mean_loss_b, c.se_b, labels[1], colours[1])
         _mark_divergence(ax, ref, labels[0], colours[0])
         _mark_divergence(ax, run, labels[1], colours[1])
-        if np.isnan(c.max_rel_mean_loss_error):
-            gap = "no finite paths to compare"
-        else:
+        gap = c.verdict
+        if not np.isnan(c.max_rel_mean_loss_error):
             se = "no standard error" if np.isnan(c.max_z) else f"{c.max_z:.1f} SE"
-            gap = f"max relative gap {c.max_rel_mean_loss_error:.1%} ({se})"
-        ax.set_title(f"{ref.config.get('optimizer', {}).get('name', '')}: {gap}")
+            gap += f"\nmax relative gap {c.max_rel_mean_loss_error:.1%} ({se})"
+        ax.set_title(f"{ref.config.get('optimizer', {}).get('name', '')}: {gap}", fontsize=10)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("t = k·η")

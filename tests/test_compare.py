@@ -132,3 +132,55 @@ def test_merging_an_empty_chunk_changes_nothing():
         np.testing.assert_allclose(merged.x_mean, live.x_mean)
     both_dead = dead.merge(dead)
     assert np.all(np.isnan(both_dead.loss_mean)) and np.all(both_dead.count == 0)
+
+
+def _runs_with_gap(gap_in_se, *, at=None, n=400, saves=50, seed=0):
+    """Two runs whose per-path losses are constant over time (perfectly correlated saves), b
+    shifted so that `diff = gap_in_se · se_diff` exactly: at every save after the start, or at
+    save `at` only (elsewhere b equals a's mean)."""
+    rng = np.random.default_rng(seed)
+    a_paths, b_paths = 5.0 + rng.normal(size=n), 5.0 + rng.normal(size=n)
+    se_diff = np.sqrt(np.var(a_paths, ddof=1) / n + np.var(b_paths, ddof=1) / n)
+    b_paths = b_paths - b_paths.mean() + a_paths.mean()
+    shift = np.zeros(saves)
+    shift[1:] = gap_in_se * se_diff if at is None else 0.0
+    if at is not None:
+        shift[at] = gap_in_se * se_diff
+    steps = np.arange(saves) * 10
+    a = make_run("optimizer", np.repeat(a_paths[:, None], saves, 1), steps=steps)
+    b = make_run("sde", b_paths[:, None] + shift[None, :], steps=steps)
+    return a, b, gap_in_se * se_diff / a_paths.mean()
+
+
+def test_verdict_agrees_within_monte_carlo_error():
+    a, b, _ = _runs_with_gap(0.5)
+    c = sl.compare(a, b)
+    assert c.verdict == "agrees within Monte Carlo error"
+    assert c.max_z == pytest.approx(0.5, rel=1e-3)
+    np.testing.assert_allclose(c.mean_gap, 0.5 * c.se_diff[1], rtol=1e-3)
+    assert c.metrics()["verdict"] == c.verdict
+    assert c.metrics()["mean_gap_ci95"] == pytest.approx(1.959964 * c.mean_gap_se)
+
+
+def test_verdict_finds_a_gap_at_one_save_and_on_average():
+    """7 SE at save 20 alone exceeds the Bonferroni bound of 49 saves (3.29); 2.5 SE at every
+    save does not, but its time average lies outside the 95% interval."""
+    a, b, rel = _runs_with_gap(7.0, at=20)
+    c = sl.compare(a, b)
+    t = float(a.ts[20])
+    want = f"gap of {rel:+.1%} ± {1.959964 * c.se_diff[20] / c.mean_loss_a[20]:.1%}"
+    assert c.verdict == f"{want} beyond Monte Carlo error at t = {t:.4g}"
+    a, b, rel = _runs_with_gap(2.5)
+    c = sl.compare(a, b)
+    assert c.verdict.startswith(f"gap of {rel:+.1%} ± ") and c.verdict.endswith("on average")
+    assert c.rel_mean_gap == pytest.approx(rel, rel=1e-3)
+    a, b, _ = _runs_with_gap(-2.5)
+    assert sl.compare(a, b).verdict.startswith("gap of -")
+
+
+def test_verdict_without_data_says_so():
+    dead = make_run("sde", [[np.nan, np.inf], [np.inf, np.nan]])
+    assert sl.compare(A, dead).verdict == "no finite paths to compare"
+    assert np.isnan(sl.compare(A, dead).mean_gap)
+    one_a, one_b = make_run("optimizer", [[1.0, 2.0]]), make_run("sde", [[1.0, 3.0]])
+    assert sl.compare(one_a, one_b).verdict.startswith("no standard error")
