@@ -220,8 +220,13 @@ def noise_scaling(scales, losses, *, labels=None, theory=None, errors=None, ax=N
         if values.shape != scales.shape:
             raise ValueError(f"losses[{label!r}] has shape {values.shape}, scales {scales.shape}.")
     fig, ax = _new_axes(ax, figsize=(6.0, 4.2))
+    plotted = 0
     for i, (label, values) in enumerate(zip(labels, series, strict=True)):
         ok = np.isfinite(values) & (values > 0)
+        plotted += int(ok.sum())
+        if not ok.any():  # said in the legend, not left out silently
+            ax.plot([], [], "x", color=f"C{i}", label=f"{label}: no finite points (diverged)")
+            continue
         err = None
         if errors is not None and label in errors:
             err = np.asarray(errors[label], dtype=float)[ok]
@@ -238,12 +243,16 @@ def noise_scaling(scales, losses, *, labels=None, theory=None, errors=None, ax=N
         )
     for i, (label, values) in enumerate((theory or {}).items()):
         values = np.asarray(values, dtype=float)
+        plotted += int(np.sum(np.isfinite(values) & (values > 0)))
         slope = loglog_slope(scales, values)
         ax.plot(
             scales, values, "--", color=f"C{len(series) + i}", label=f"{label}: slope {slope:.2f}"
         )
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    if plotted:
+        ax.set_yscale("log")
+    else:
+        ax.set_title("every run diverged: nothing to plot", fontsize=10)
     ax.set_xlabel("noise scale")
     ax.set_ylabel("stationary E f")
     ax.legend(fontsize=8)

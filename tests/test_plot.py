@@ -2,6 +2,7 @@
 `figures(result)` gives the standard figures of every study result by name."""
 
 import dataclasses
+import io
 
 import jax
 import jax.numpy as jnp
@@ -329,3 +330,21 @@ def test_figures_refuses_other_objects(both):
         sl.plot.figures(both.ref)
     with pytest.raises(ValueError, match="OptimizerVsSDE, Sweep"):
         sl.plot.figures({"a": 1})
+
+
+def test_a_sweep_where_everything_diverged_is_drawn_and_says_so():
+    """No positive finite point: no log scale to fail on, and the legend and title say why the
+    axes are empty (it used to be 'Data cannot be log-scaled' after the whole sweep)."""
+    values = np.array([0.5, 1.0])
+    nan = np.full(2, np.nan)
+    loss = {"sgd": {"optimizer": nan, "sde": nan}}
+    diverged = {"sgd": {"optimizer": True, "sde": True}}
+    fig = sl.plot.sweep(studies.Sweep("noise scale", values, loss, loss, diverged))
+    ax = fig.axes[0]
+    assert _labels(fig) == [
+        "sgd optimizer: no finite points (diverged)",
+        "sgd sde: no finite points (diverged)",
+    ]
+    assert ax.get_yscale() == "linear" and "diverged" in ax.get_title()
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
