@@ -1,13 +1,24 @@
-"""Every Python example in the README runs as written."""
+"""Every Python example and every command line of the README runs as written, and the
+command lines do what their comments say."""
 
 import re
+import shlex
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
+from typer.testing import CliRunner
+
+from sdelens.cli import app
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+COMMANDS = [
+    line
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    for line in block.splitlines()
+    if line.startswith("sdelens ")
+]
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
@@ -19,3 +30,27 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
 
 def test_readme_has_examples():
     assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("line", COMMANDS)
+def test_readme_command_runs(line, tmp_path, monkeypatch):
+    """Exit 0, a results directory where the command writes one, and the verdict its comment
+    promises ("holds" / "fails")."""
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(line, comments=True)[1:]
+    result = CliRunner().invoke(app, args)
+    plt.close("all")
+    assert result.exit_code == 0, (line, result.output)
+    if "--help" in args:
+        return
+    out = Path(args[args.index("--out") + 1]) if "--out" in args else Path("results") / args[0]
+    assert (out / "summary.json").is_file(), line
+    comment = line.partition("#")[2]
+    if "holds" in comment:
+        assert " holds: " in result.output, result.output
+    if "fails" in comment:
+        assert " FAILS: " in result.output, result.output
+
+
+def test_readme_has_commands():
+    assert len(COMMANDS) >= 10 and any(c.startswith("sdelens entropy") for c in COMMANDS)
