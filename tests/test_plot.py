@@ -346,5 +346,8 @@ def test_a_sweep_where_everything_diverged_is_drawn_and_says_so():
         "sgd sde: no finite points (diverged)",
     ]
     assert ax.get_yscale() == "linear" and "diverged" in ax.get_title()
+    sweep = studies.Sweep("noise scale", values, loss, loss, diverged)
+    assert all(np.isnan(v) for v in sweep.slopes["sgd"].values())
+    assert set(sweep.slopes["sgd"]) == {"optimizer", "sde"}
     fig.savefig(io.BytesIO(), format="png")
     plt.close(fig)

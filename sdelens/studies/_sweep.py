@@ -46,11 +46,12 @@ class Sweep:
 
     @property
     def slopes(self) -> dict[str, dict[str, float]]:
+        """The log-log slope of each curve; NaN for a curve with a diverged or non-positive
+        point (a slope without its data is no number, and is not left out either)."""
         return {
             name: {
-                k: loglog_slope(self.values, v)
+                k: loglog_slope(self.values, v) if np.all(np.isfinite(v) & (v > 0)) else np.nan
                 for k, v in d.items()
-                if np.all(np.isfinite(v) & (v > 0))
             }
             for name, d in self.loss.items()
         }
