@@ -89,6 +89,19 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def save_grid(n_steps, save_every) -> tuple[int, int]:
+    """`n_steps` and `save_every` as integers >= 1, `save_every` dividing `n_steps` (the saves
+    are at `0, save_every, ..., n_steps`)."""
+    n_steps = positive_int("n_steps", n_steps)
+    save_every = positive_int("save_every", save_every)
+    if n_steps % save_every:
+        raise ValueError(
+            f"save_every={save_every} does not divide n_steps={n_steps}: saves are at "
+            "0, save_every, ..., n_steps, so n_steps must be a multiple of save_every."
+        )
+    return n_steps, save_every
+
+
 def spd_matrix(name: str, value) -> None:
     """A symmetric positive-definite square matrix."""
     if not is_concrete(value):

@@ -59,13 +59,7 @@ class _Plan(NamedTuple):
 
 def _prepare(opt, problem, x0, n_steps, n_paths, key, save_every, paths_name: str, ensemble):
     """Validate everything before anything runs."""
-    n_steps = _check.positive_int("n_steps", n_steps)
-    save_every = _check.positive_int("save_every", save_every)
-    if n_steps % save_every:
-        raise ValueError(
-            f"save_every={save_every} does not divide n_steps={n_steps}: saves are at "
-            "0, save_every, ..., n_steps, so n_steps must be a multiple of save_every."
-        )
+    n_steps, save_every = _check.save_grid(n_steps, save_every)
     x0 = problem.check_x0(x0)
     if x0.ndim == 2:
         if n_paths is None:
@@ -83,14 +77,13 @@ def _prepare(opt, problem, x0, n_steps, n_paths, key, save_every, paths_name: st
         raise ValueError(
             f"the loss returns an array of shape {loss.shape}: a scalar loss f(x) is required."
         )
-    options = _ensemble_options(**ensemble)
-    hist = options["hist"]
+    hist = ensemble["hist"]
     if hist is not None and max(hist.coords) >= d:
         raise ValueError(
             f"hist coords={hist.coords} is invalid: the state has coordinates 0..{d - 1}."
         )
     x0s = jnp.broadcast_to(x0, (n_paths, d))
-    return _Plan(opt, problem, n_steps, save_every, x0s, keys, options)
+    return _Plan(opt, problem, n_steps, save_every, x0s, keys, ensemble)
 
 
 def _run(kind: str, core, plan: _Plan, extra: dict, grad_evals: int) -> Run:
@@ -183,7 +176,7 @@ def simulate(
     `devices` (default: all local devices) share each chunk along a `"paths"` mesh axis. Path
     `i` always uses key `split(key, n_paths)[i]`, so neither changes the result.
     """
-    options = {"keep": keep, "chunk_size": chunk_size, "hist": hist, "devices": devices}
+    options = _ensemble_options(keep, chunk_size, hist, devices)
     plan = _prepare(opt, prob, x0, n_steps, n_paths, key, save_every, "n_paths", options)
     substeps = _check.positive_int("substeps", substeps)
     solver = diffrax.Euler() if solver is None else solver
@@ -239,7 +232,7 @@ def run_optimizer(
     `t = k·lr` on the same clock. `Run.state` holds the optimizer's state in its SDE's layout
     (e.g. `AdamState(x, m, v)`). `keep`, `chunk_size`, `hist`, `devices`: as in `simulate`.
     """
-    options = {"keep": keep, "chunk_size": chunk_size, "hist": hist, "devices": devices}
+    options = _ensemble_options(keep, chunk_size, hist, devices)
     plan = _prepare(opt, prob, x0, n_steps, n_runs, key, save_every, "n_runs", options)
 
     def core(x0s_chunk, keys_chunk):

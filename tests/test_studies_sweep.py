@@ -88,7 +88,7 @@ def test_sweeps_refuse_bad_input_before_running():
         ({"scales": [1.0, 1.0]}, r"scales=\[1.0, 1.0\] is invalid: the values must be distinct"),
         ({"weight_decays": [-1.0, 2.0]}, r"weight_decays=\[-1, 2\] is invalid: .* > 0"),
         ({"weight_decays": [1.0, 1.0]}, r"weight_decays=\[1.0, 1.0\] .* distinct"),
-        ({"save_every": 7}, r"save_every=7 is invalid: it must divide n_steps=100"),
+        ({"save_every": 7}, r"save_every=7 does not divide n_steps=100"),
         ({"n_paths": 0}, r"n_paths=0"),
         ({"optimizers": []}, r"optimizers=\[\] is invalid"),
         (

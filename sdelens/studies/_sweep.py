@@ -95,15 +95,21 @@ def _sweep_values(name: str, values) -> np.ndarray:
 def _check_plan(setups, values, *, n_steps, n_paths, save_every) -> None:
     """Sizes and every (optimizer, problem) pair of a sweep, with its SDE: a bad setting fails
     now, not after the sweep's first runs."""
-    n_steps = _check.positive_int("n_steps", n_steps)
+    _check.save_grid(n_steps, save_every)
     _check.positive_int("n_paths", n_paths)
-    save_every = _check.positive_int("save_every", save_every)
-    if n_steps % save_every:
-        raise ValueError(f"save_every={save_every} is invalid: it must divide n_steps={n_steps}.")
     for setup in setups.values():
         for value in values:
             opt, prob = setup(float(value))
             sde_for(opt, prob)
+
+
+def _decay_setups(optimizers, prob) -> dict:
+    """Setups of a weight-decay sweep: each optimizer rebuilt with `weight_decay=θ`, on `prob`."""
+
+    def setup(opt, theta):
+        return opt.replace(weight_decay=theta), prob
+
+    return {opt.name: functools.partial(setup, opt) for opt in optimizers}
 
 
 def _sweep(
@@ -218,16 +224,9 @@ def weight_decay_sweep(
     """
     key = resolve_key(key, seed)
     thetas = _sweep_values("weight_decays", weight_decays)
-    for opt in optimizers:
-        opt.replace(weight_decay=float(thetas[0]))  # every optimizer must have one, checked now
-
-    def setup(opt, theta):
-        return opt.replace(weight_decay=theta), prob
-
-    setups = {opt.name: functools.partial(setup, opt) for opt in optimizers}
     return _sweep(
         "weight decay",
-        setups,
+        _decay_setups(optimizers, prob),
         thetas,
         x0,
         n_steps=n_steps,
@@ -292,11 +291,14 @@ def stationary_sweeps(
                 f"weight_decays={weight_decays} is invalid: it needs rmspropw or adamw among "
                 "the optimizers."
             )
-        _sweep_values("weight_decays", weight_decays)
-        last = problem_at(scales[-1])
-        for opt in decayed:  # the weight-decay sweep's settings fail now, not after the noise sweep
-            for theta in weight_decays:
-                sde_for(opt.replace(weight_decay=float(theta)), last)
+        # the weight-decay sweep runs second: its settings fail now, not after the noise sweep
+        _check_plan(
+            _decay_setups(decayed, problem_at(scales[-1])),
+            _sweep_values("weight_decays", weight_decays),
+            n_steps=n_steps,
+            n_paths=n_paths,
+            save_every=save_every,
+        )
     sizes = dict(n_steps=n_steps, n_paths=n_paths, save_every=save_every, burn_in=burn_in)
     noise = noise_sweep(optimizers, problem_at, scales, x0, key=key, progress=progress, **sizes)
     decay = None
