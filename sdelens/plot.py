@@ -13,13 +13,15 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Ellipse
+from matplotlib.patches import Ellipse, Patch
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from . import flatness, studies
 from ._compare import compare
 from ._noise import sign_phase
 from ._run import Run
 from ._stats import loglog_slope, mean_se, window_mask
+from ._theory import empirical_stationary
 
 __all__ = [
     "figures",
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 _PHASE_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c")
+_KIND_LABELS = {"optimizer": "optimizer", "sde": "SDE"}  # Run.kind as a legend says it
 
 
 def _new_axes(ax, **kwargs):
@@ -54,6 +57,13 @@ def _band(ax, ts, mean, se, label, colour):
     ax.plot(ts[finite], mean[finite], color=colour, label=label)
     lo, hi = mean - 2 * se, mean + 2 * se
     ax.fill_between(ts[finite], lo[finite], hi[finite], color=colour, alpha=0.25, lw=0)
+
+
+def _plus_minus(value: float, error: float) -> str:
+    """`0.907 ± 0.002`; a value without data is `n/a`, an error without one is said."""
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:.4g} ± {error:.2g}" if np.isfinite(error) else f"{value:.4g} (no SE)"
 
 
 def _mark_divergence(ax, run: Run, label: str, colour):
@@ -71,15 +81,20 @@ def _mark_divergence(ax, run: Run, label: str, colour):
 def curves(ts, values: dict, *, ylabel: str, ax=None, xlabel: str = "t = k·η"):
     """Mean over paths of per-path curves (`values[label]`: `(n_paths, S)`) with ±2 standard
     error bands, e.g. the test accuracy of optimizer and SDE runs (`sdelens.evaluate`).
-    Non-finite paths are left out of the mean."""
+    Non-finite paths are left out of the mean; the title gives each final mean ± 2 SE, so a
+    band too thin to see is still stated."""
     fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
     ts = np.asarray(ts)
+    finals = []
     for i, (label, arr) in enumerate(values.items()):
         mean, se, _ = mean_se(arr, axis=0)
         _band(ax, ts, mean, np.nan_to_num(se), label, f"C{i}")
+        finals.append(f"{label} {_plus_minus(mean[-1], 2 * se[-1])}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    ax.set_title(f"final {ylabel} (± 2 SE): " + ", ".join(finals), fontsize=9)
+    handles = ax.get_legend_handles_labels()[0]
+    ax.legend(handles=[*handles, Patch(color="gray", alpha=0.25, label="± 2 SE band")])
     fig.tight_layout()
     return fig
 
@@ -132,12 +147,21 @@ def covariance_ellipse(ax, mean, cov, n_std: float = 1.0, **kwargs):
     return patch
 
 
-def _stationary_samples(run: Run, burn_in: float) -> np.ndarray:
-    if run.x is None:
-        raise ValueError("run.x is None: the run kept no states to draw a distribution from.")
+def _stationary_samples(run: Run, burn_in: float) -> np.ndarray | None:
+    """The finite iterates after burn-in, pooled over paths and saves (None for a run that
+    kept statistics only)."""
     keep = window_mask(run.ts, burn_in)
+    if run.x is None:
+        if run.stats is None:
+            raise ValueError("run.x is None: the run kept no states to draw a distribution from.")
+        return None
     x = run.x[:, keep].reshape(-1, run.x.shape[-1])
-    return x[np.all(np.isfinite(x), axis=1)]
+    x = x[np.all(np.isfinite(x), axis=1)]
+    if not len(x):
+        raise ValueError(
+            f"every path of the {run.kind} run diverged after burn-in: no law to draw."
+        )
+    return x
 
 
 def _bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -152,51 +176,134 @@ def _bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
     return np.histogram_bin_edges(values, bins=bins)
 
 
-def stationary(ref: Run, theory=None, *, burn_in: float = 0.5, coords=None, bins: int = 60):
-    """Stationary marginals: histograms of the iterates after burn-in (pooled over paths and
-    saves) with the theoretical Gaussian `N(mean_i, cov_ii)` overlaid, and for `d ≥ 2` a 2-D
-    view of coordinates (0, 1) with the 1- and 2-sigma ellipses of theory and data."""
-    x = _stationary_samples(ref, burn_in)
-    d = x.shape[1]
-    coords = list(range(min(d, 4))) if coords is None else list(coords)
-    if not coords or any(not 0 <= c < d for c in coords):
-        raise ValueError(f"coords={coords} is invalid: indices in [0, {d}) are required.")
-    n_panels = len(coords) + (1 if d >= 2 else 0)
-    fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3.2), squeeze=False)
-    axes = axes[0]
-    emp_cov = np.atleast_2d(np.cov(x, rowvar=False))
-    for ax, i in zip(axes, coords, strict=False):
+def _gaussian(ax, mean, var, lo, hi, **kwargs):
+    sd = np.sqrt(var)
+    grid = np.linspace(lo, hi, 200)
+    ax.plot(grid, np.exp(-0.5 * ((grid - mean) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), **kwargs)
+
+
+def _marginal(ax, run: Run, x, moments, i: int, burn_in: float, label, colour, bins, filled):
+    """One run's marginal of coordinate `i`: a histogram of its samples, the histogram its
+    statistics kept (`keep="stats"` with `hist`), or else the Gaussian of its moments."""
+    if x is not None:
+        style = {"alpha": 0.5} if filled else {"histtype": "step", "lw": 1.5}
         ax.hist(
             x[:, i],
             bins=_bin_edges(x[:, i], bins),
             density=True,
-            color="C0",
-            alpha=0.6,
-            label=ref.kind,
+            color=colour,
+            label=label,
+            **style,
         )
-        title = f"x[{i}]: var {emp_cov[i, i]:.3g}"
+        return float(x[:, i].min()), float(x[:, i].max())
+    stats, keep = run.stats, window_mask(run.ts, burn_in)
+    if stats.hist is not None and i in stats.hist.coords:
+        edges = np.asarray(stats.hist.edges)
+        counts = stats.hist_counts[keep, stats.hist.coords.index(i)].sum(axis=0)
+        if counts.sum() > 0:
+            ax.stairs(
+                counts / (counts.sum() * np.diff(edges)),
+                edges,
+                color=colour,
+                lw=1.5,
+                label=f"{label} (kept histogram)",
+            )
+            return float(edges[0]), float(edges[-1])
+    mean, sd = moments.mean[i], np.sqrt(moments.cov[i, i])
+    _gaussian(
+        ax,
+        mean,
+        sd**2,
+        mean - 4 * sd,
+        mean + 4 * sd,
+        color=colour,
+        ls=":",
+        label=f"{label} (Gaussian of its moments)",
+    )
+    return float(mean - 4 * sd), float(mean + 4 * sd)
+
+
+def stationary(
+    ref: Run,
+    theory=None,
+    *,
+    run: Run | None = None,
+    burn_in: float = 0.5,
+    coords=None,
+    bins: int = 60,
+    labels=None,
+):
+    """Stationary marginals after burn-in (pooled over paths and saves) of the optimizer `ref`
+    and, side by side in each panel, of its SDE `run`, with the theoretical Gaussian
+    `N(mean_i, cov_ii)` of `theory` (a `Stationary`) where one exists; the title names it.
+
+    Each coordinate gets a panel (the optimizer filled, the SDE outlined, theory black); for
+    `d ≥ 2` a last panel shows coordinates (0, 1) with the 1σ and 2σ ellipses of every run
+    (solid) and of theory (dashed). `labels` name the runs (default: "optimizer", "SDE" by
+    `Run.kind`). A run that kept statistics only (`keep="stats"`) is drawn
+    from the histogram it kept (`hist=`) or else as the Gaussian of its moments (dotted).
+    """
+    runs = [ref] if run is None else [ref, run]
+    labels = [_KIND_LABELS[r.kind] for r in runs] if labels is None else list(labels)
+    pairs = list(zip(runs, labels, ("C0", "C1"), strict=False))
+    pairs = [  # finite paths are drawn; the legend says how many were left out
+        (r, f"{label} ({r.n_diverged}/{r.n_paths} diverged, left out)" if r.diverged else label, c)
+        for r, label, c in pairs
+    ]
+    samples = [_stationary_samples(r, burn_in) for r, _, _ in pairs]
+    moments = [empirical_stationary(r, burn_in=burn_in) for r, _, _ in pairs]
+    d = moments[0].mean.shape[0]
+    coords = list(range(min(d, 4))) if coords is None else list(coords)
+    if not coords or any(not 0 <= c < d for c in coords):
+        raise ValueError(f"coords={coords} is invalid: indices in [0, {d}) are required.")
+    n_panels = len(coords) + (1 if d >= 2 else 0)
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.4 * n_panels, 3.5), squeeze=False)
+    axes = axes[0]
+    for ax, i in zip(axes, coords, strict=False):
+        spans = [
+            _marginal(ax, r, x, m, i, burn_in, label, colour, bins, filled=k == 0)
+            for k, ((r, label, colour), x, m) in enumerate(
+                zip(pairs, samples, moments, strict=True)
+            )
+        ]
+        parts = [
+            f"{label} {m.cov[i, i]:.3g}" for (_, label, _), m in zip(pairs, moments, strict=True)
+        ]
         if theory is not None:
-            sd = np.sqrt(theory.cov[i, i])
-            grid = np.linspace(x[:, i].min(), x[:, i].max(), 200)
-            dens = np.exp(-0.5 * ((grid - theory.mean[i]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-            ax.plot(grid, dens, color="k", lw=1.5, label="theory")
-            title += f" (theory {theory.cov[i, i]:.3g})"
-        ax.set_title(title, fontsize=9)
+            lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+            _gaussian(
+                ax, theory.mean[i], theory.cov[i, i], lo, hi, color="k", lw=1.5, label="theory"
+            )
+            parts.append(f"theory {theory.cov[i, i]:.3g}")
+        ax.set_title("var: " + ", ".join(parts), fontsize=8)
         ax.set_xlabel(f"x[{i}]")
-    axes[0].legend(fontsize=8)
+        ax.set_ylabel("density")
+    axes[0].legend(fontsize=7)
     if d >= 2:
         ax = axes[-1]
-        sample = x[np.random.default_rng(0).permutation(len(x))[:3000]]
-        ax.scatter(sample[:, 0], sample[:, 1], s=2, alpha=0.3, color="C0")
-        for n_std in (1, 2):
-            covariance_ellipse(ax, x[:, :2].mean(0), emp_cov[:2, :2], n_std, color="C0", lw=1.5)
-            if theory is not None:
+        handles = []
+        for (_, label, colour), x, m in zip(pairs, samples, moments, strict=True):
+            if x is not None:
+                sample = x[np.random.default_rng(0).permutation(len(x))[:2000]]
+                ax.scatter(sample[:, 0], sample[:, 1], s=2, alpha=0.25, color=colour)
+            for n_std in (1, 2):
+                covariance_ellipse(ax, m.mean[:2], m.cov[:2, :2], n_std, color=colour, lw=1.5)
+            handles.append(plt.Line2D([], [], color=colour, label=f"{label} 1σ, 2σ"))
+        if theory is not None:
+            for n_std in (1, 2):
                 covariance_ellipse(
                     ax, theory.mean[:2], theory.cov[:2, :2], n_std, color="k", ls="--", lw=1.2
                 )
+            handles.append(plt.Line2D([], [], color="k", ls="--", label="theory 1σ, 2σ"))
+        ax.autoscale_view()
+        ax.legend(handles=handles, fontsize=7)
         ax.set_xlabel("x[0]")
         ax.set_ylabel("x[1]")
-        ax.set_title("1σ, 2σ: data (blue), theory (dashed)", fontsize=9)
+        ax.set_title("coordinates 0 and 1", fontsize=8)
+    name = ref.config.get("optimizer", {}).get("name", "")
+    who = " and ".join(label for _, label, _ in pairs)
+    where = f"theory: {theory.method} N(x*, C)" if theory is not None else "no closed-form theory"
+    fig.suptitle(f"{name} stationary law after burn-in {burn_in:.0%}: {who}; {where}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -249,6 +356,9 @@ def noise_scaling(scales, losses, *, labels=None, theory=None, errors=None, ax=N
             scales, values, "--", color=f"C{len(series) + i}", label=f"{label}: slope {slope:.2f}"
         )
     ax.set_xscale("log")
+    # log-axis minor labels (3×10⁻¹, 4×10⁻¹, ...) overlap on a short range: label the values swept
+    ax.set_xticks(scales, [f"{s:g}" for s in scales])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     if plotted:
         ax.set_yscale("log")
     else:
@@ -268,7 +378,11 @@ def sweep(result, *, ax=None):
     fig = noise_scaling(
         result.values, series, labels=list(series), theory=theory, errors=errors, ax=ax
     )
-    fig.axes[0].set_xlabel(result.parameter)
+    ax = fig.axes[0]
+    ax.set_xlabel(result.parameter)
+    if not ax.get_title():  # an all-diverged sweep keeps its own title
+        sources = "optimizer, SDE" + (" and theory" if theory else " (no closed-form theory)")
+        ax.set_title(f"stationary E f against {result.parameter}: {sources}", fontsize=10)
     return fig
 
 
@@ -300,7 +414,8 @@ def phases(run: Run, noise, problem, *, path: int = 0):
         interpolation="nearest",
         extent=(run.ts[0], run.ts[-1], phase.shape[1] - 0.5, -0.5),
     )
-    bar = fig.colorbar(image, ax=bottom, ticks=[1, 2, 3])
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))  # coordinates are whole numbers
+    bar = fig.colorbar(image, ax=(top, bottom), ticks=[1, 2, 3])  # both panels keep one width
     bar.set_label("phase")
     bottom.set_xlabel("t = k·η")
     bottom.set_ylabel("coordinate")
@@ -410,6 +525,11 @@ def compute_fair(result, *, x: str = "grad_evals", y: str = "loss", ax=None):
         ax.set_yscale("log")
     ax.set_xlabel(axes_x[x])
     ax.set_ylabel("train loss" if y == "loss" else "test accuracy")
+    n_runs = {run.n_paths for run in result.runs.values()}
+    runs = f"{n_runs.pop()} runs each" if len(n_runs) == 1 else "runs"
+    ax.set_title(
+        f"{ax.get_ylabel()} at equal gradient evaluations ({runs}, mean ± 2 SE)", fontsize=10
+    )
     ax.legend()
     fig.tight_layout()
     return fig
@@ -434,6 +554,7 @@ def sensitivity(result, *, y: str = "accuracy"):
         ax.text(i, j, f"{values[i, j]:.3g}", ha="center", va="center", color="w", fontsize=8)
     ax.set_xlabel(result.x_name)
     ax.set_ylabel(result.y_name)
+    ax.set_title(f"{label} over {result.x_name} × {result.y_name}", fontsize=10)
     fig.colorbar(image, ax=ax, label=label)
     fig.tight_layout()
     return fig
@@ -454,6 +575,7 @@ def hessian_spectra(spectra: dict, *, ax=None):
     ax.set_yscale("log")
     ax.set_xlabel("Hessian eigenvalue λ")
     ax.set_ylabel("density (SLQ)")
+    ax.set_title("Hessian spectral densities (stochastic Lanczos quadrature)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -519,16 +641,14 @@ def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
 
 # -- the standard figures of each result -------------------------------------------------------
 
-_ACCURACY_LABELS = {"optimizer": "optimizer", "sde": "SDE"}
-
 
 def _optimizer_vs_sde(result) -> dict:
     figs = {"trajectories": trajectories(result.ref, result.run)}
     if result.test_accuracy is not None:
-        accuracy = {_ACCURACY_LABELS[k]: v for k, v in result.test_accuracy.items()}
+        accuracy = {_KIND_LABELS[k]: v for k, v in result.test_accuracy.items()}
         figs["test_accuracy"] = curves(result.ref.ts, accuracy, ylabel="test accuracy")
-    elif not result.ref.diverged and result.ref.x is not None:
-        figs["stationary"] = stationary(result.ref, theory=result.theory)
+    elif not result.ref.diverged:
+        figs["stationary"] = stationary(result.ref, theory=result.theory, run=result.run)
     return figs
 
 

@@ -87,6 +87,45 @@ def test_stationary_histograms_are_densities_with_theory(both):
         assert sum(heights) == pytest.approx(1.0, rel=1e-6)
         assert any(line.get_label() == "theory" for line in ax.get_lines())
     assert len(fig.axes[3].patches) == 4  # 1σ and 2σ ellipses, data and theory
+    assert "theory: closed form" in fig._suptitle.get_text()
+
+
+def test_stationary_shows_optimizer_and_sde_side_by_side(both):
+    fig = sl.plot.stationary(both.ref, theory=both.theory, run=both.run)
+    assert _labels(fig) == ["optimizer", "SDE", "theory"]
+    for i, ax in enumerate(fig.axes[:3]):
+        bars = [p for p in ax.patches if isinstance(p, plt.Rectangle)]
+        assert sum(p.get_height() * p.get_width() for p in bars) == pytest.approx(1.0, rel=1e-6)
+        sde_var = np.var(both.run.x[:, 20:, i])  # t >= T/2: saves 20..40
+        assert f"SDE {sde_var:.3g}" in ax.get_title()
+    assert len(fig.axes[3].patches) == 6  # 1σ, 2σ of optimizer, SDE and theory
+    legend = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
+    assert legend == ["optimizer 1σ, 2σ", "SDE 1σ, 2σ", "theory 1σ, 2σ"]
+    title = sl.plot.stationary(both.ref, run=both.run)._suptitle.get_text()
+    assert "optimizer and SDE" in title and "no closed-form theory" in title
+
+
+def test_stationary_of_statistics_only_runs_draws_their_moments(both):
+    kw = dict(n_steps=400, n_paths=200, save_every=10, key=jax.random.key(0), keep="stats")
+    stats_only = sl.optimizer_vs_sde(sl.SGD(lr=0.01), PROB, X0, **kw)
+    fig = sl.plot.figures(stats_only)["stationary"]
+    labels = _labels(fig)
+    assert labels == [
+        "optimizer (Gaussian of its moments)",
+        "SDE (Gaussian of its moments)",
+        "theory",
+    ]
+    est = sl.empirical_stationary(stats_only.ref)
+    line = fig.axes[1].get_lines()[0]
+    peak = 1 / np.sqrt(2 * np.pi * est.cov[1, 1])  # the Gaussian's height at its mean
+    assert line.get_ydata().max() == pytest.approx(peak, rel=1e-3)
+    edges = np.linspace(-0.5, 0.5, 21)
+    hist = sl.simulate(sl.SGD(lr=0.01), PROB, X0, hist=([1], edges), **kw)
+    fig = sl.plot.stationary(hist)
+    assert _labels(fig) == ["SDE (Gaussian of its moments)"]  # coordinate 0 was not histogrammed
+    (stairs,) = [p for p in fig.axes[1].patches if p.get_label() == "SDE (kept histogram)"]
+    counts = hist.stats.hist_counts[20:, 0].sum(0)
+    np.testing.assert_allclose(stairs.get_data().values, counts / counts.sum() / 0.05, rtol=1e-12)
     with pytest.raises(ValueError, match="coords"):
         sl.plot.stationary(both.ref, coords=[5])
     with pytest.raises(ValueError, match="burn_in"):
@@ -351,3 +390,76 @@ def test_a_sweep_where_everything_diverged_is_drawn_and_says_so():
     assert set(sweep.slopes["sgd"]) == {"optimizer", "sde"}
     fig.savefig(io.BytesIO(), format="png")
     plt.close(fig)
+
+
+CLI_RUNS = {  # every command, with sizes just large enough to draw every kind of figure
+    "demo": ["demo", "--paths", 50, "--steps", 200],
+    "compare": ["compare", "--optimizer", "sgd", "--steps", 200, "--paths", 50],
+    "stats": ["compare", "--optimizer", "adam", "--keep", "stats", "--steps", 200, "--paths", 50],
+    "network": ["compare", "--problem", "mlp-breast-cancer", "--steps", 20, "--paths", 4]
+    + ["--save-every", 5, "--optimizer", "sgd", "--lr", 0.01],
+    "stationary": ["stationary", "--optimizers", "sgd,adamw", "--weight-decays", "0.5,1"]
+    + ["--scales", "0.5,1", "--steps", 200, "--paths", 50],
+    "scaling": ["scaling", "--steps", 400, "--paths", 50, "--saves", 50],
+    "entropy": ["entropy", "--problem", "mlp-breast-cancer", "--train-size", 64, "--budget", 20]
+    + ["--runs", 2, "--saves", 2, "--sweep", "gamma=0.01,0.1;inner_steps=2,3"],
+}
+
+
+def _texts(fig) -> list[str]:
+    titles = [ax.get_title() for ax in fig.axes]
+    return titles + ([fig._suptitle.get_text()] if fig._suptitle else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CLI_RUNS))
+def test_every_figure_the_cli_writes_is_labelled(name, tmp_path, monkeypatch):
+    """Every axis of every figure a command saves is named, every figure has a title, legend
+    entries are named and distinct, and a figure promises theory only where it draws it."""
+    from typer.testing import CliRunner
+
+    from sdelens.cli import app
+
+    drawn = {}
+    figures = sl.plot.figures
+
+    def keep(result):
+        drawn.update(figures(result))
+        return drawn
+
+    monkeypatch.setattr(sl.plot, "figures", keep)
+    args = [str(a) for a in CLI_RUNS[name]] + ["--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert {p.stem for p in (tmp_path / "out").glob("*.png")} == set(drawn)
+    for figure_name, fig in drawn.items():
+        where = f"{name}: {figure_name}"
+        assert any(_texts(fig)), f"{where} has no title"
+        for ax in fig.axes:
+            if hasattr(ax, "_colorbar"):
+                assert ax.get_ylabel() or ax.get_xlabel(), f"{where}: colorbar unnamed"
+                continue
+            # a shared axis is named once, on one of the axes sharing it
+            xlabels = [a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax)]
+            ylabels = [a.get_ylabel() for a in ax.get_shared_y_axes().get_siblings(ax)]
+            assert any(xlabels) and any(ylabels), f"{where}: axis unnamed"
+            legend = ax.get_legend()
+            entries = [t.get_text() for t in legend.get_texts()] if legend else []
+            assert all(e and not e.startswith("_") for e in entries), f"{where}: {entries}"
+            assert len(entries) == len(set(entries)), f"{where}: repeated {entries}"
+            if any("theory" in e for e in entries):
+                drawn_theory = [line.get_label() for line in ax.get_lines()]
+                drawn_theory += [p.get_linestyle() for p in ax.patches]  # dashed theory ellipses
+                assert any("theory" in t or t == "--" for t in drawn_theory), where
+        if figure_name.endswith("stationary"):
+            entries = _labels(fig)
+            named = {e.split(" (")[0] for e in entries}  # "SDE (Gaussian of its moments)"
+            assert {"optimizer", "SDE"} <= named, f"{where}: {entries}"
+            has_theory = "no closed-form theory" not in fig._suptitle.get_text()
+            assert ("theory" in entries) == has_theory, f"{where}: {entries}"
+        if figure_name.endswith("phases"):
+            ticks = fig.axes[1].get_yticks()
+            assert np.all(ticks == np.round(ticks)), f"{where}: fractional coordinate ticks"
+        if figure_name in ("noise_scaling", "weight_decay"):
+            shown = [t.get_text() for t in fig.axes[0].get_xticklabels(minor=True) if t.get_text()]
+            assert not shown, f"{where}: minor tick labels {shown} crowd the axis"
