@@ -7,6 +7,8 @@ taken as valid (it was validated when the concrete object was built).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from jax.core import Tracer
 
@@ -49,6 +51,34 @@ def number(name: str):
 
     def convert(value) -> float:
         return float(_numbers(name, value, scalar=True))
+
+    return convert
+
+
+def array(name: str, *, optional: bool = False):
+    """A field converter to a JAX array that refuses, naming the field, what is not numbers (a
+    string or None, where JAX would raise a TypeError that names nothing):
+    `scale: Array = eqx.field(converter=_check.array("scale"))`; `optional` lets None through."""
+
+    def convert(value):
+        import jax.numpy as jnp
+
+        if value is None and optional:
+            return None
+        if not is_concrete(value):
+            return jnp.asarray(value)
+        given = _numbers(name, value, scalar=False)
+        with warnings.catch_warnings():  # the overflow is reported below, by name
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = jnp.asarray(value)
+        overflow = np.isfinite(given) & ~np.isfinite(np.asarray(out, dtype=float))
+        if np.any(overflow):
+            raise ValueError(
+                f"{name}={_short(value)} is invalid: {_short(given[overflow])} overflows "
+                f"{out.dtype} (largest {float(jnp.finfo(out.dtype).max):.4g}); enable "
+                "jax_enable_x64 for larger values."
+            )
+        return out
 
     return convert
 

@@ -13,6 +13,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float
 
+from .. import _check
 from .._linalg import psd_sqrt
 from ._base import AbstractAdditiveNoise, check_scale
 
@@ -54,7 +55,7 @@ class GaussianNoise(AbstractAdditiveNoise):
     `pᵢ = P[gᵢ < 0]` and the bivariate normal CDF `Φ₂`.
     """
 
-    scale: Float[Array, "..."] = eqx.field(converter=jnp.asarray)
+    scale: Float[Array, "..."] = eqx.field(converter=_check.array("scale"))
 
     def __check_init__(self):
         check_scale("scale", self.scale, allow_matrix=True)

@@ -29,8 +29,8 @@ class StudentTNoise(AbstractAdditiveNoise):
     For `ν > 2`, `Var Zᵢ = sᵢ² ν/(ν-2)`.
     """
 
-    df: Float[Array, ""] = eqx.field(converter=jnp.asarray)
-    scale: Float[Array, "..."] = eqx.field(converter=jnp.asarray)
+    df: Float[Array, ""] = eqx.field(converter=_check.array("df"))
+    scale: Float[Array, "..."] = eqx.field(converter=_check.array("scale"))
 
     def __check_init__(self):
         _check.positive_finite("df", self.df, scalar=True)

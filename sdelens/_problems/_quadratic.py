@@ -25,9 +25,11 @@ class Quadratic(AbstractProblem):
     `Quadratic.standard(...)` is the test problem of the command line, benchmarks and notebooks.
     """
 
-    h: Float[Array, "..."] = eqx.field(converter=jnp.asarray)
+    h: Float[Array, "..."] = eqx.field(converter=_check.array("h"))
     noise: AbstractNoise
-    minimum: Float[Array, " d"] | None = None
+    minimum: Float[Array, " d"] | None = eqx.field(
+        default=None, converter=_check.array("minimum", optional=True)
+    )
 
     def __check_init__(self):
         if self.h.ndim == 1:
@@ -41,7 +43,10 @@ class Quadratic(AbstractProblem):
             )
         d = self.h.shape[0]
         if self.minimum is not None and jnp.shape(self.minimum) != (d,):
-            raise ValueError(f"minimum has shape {jnp.shape(self.minimum)}: ({d},) is required.")
+            raise ValueError(
+                f"minimum={_check._short(self.minimum)} is invalid: shape ({d},) is required, "
+                f"not {jnp.shape(self.minimum)}."
+            )
         if self.minimum is not None:
             _check.finite("minimum", self.minimum)
 
