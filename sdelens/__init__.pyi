@@ -38,6 +38,7 @@ from ._problems import (
     network_problem as network_problem,
     problem_by_name as problem_by_name,
 )
+from ._progress import progress as progress
 from ._run import (
     Results as Results,
     Run as Run,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _check
+from . import _check, _progress
 
 __all__ = ["RunStats", "Histogram", "run_ensemble"]
 
@@ -254,20 +254,23 @@ def _run_local(core, x0s, keys, keep, chunk_size, hist, devices, n_valid: int):
     chunk = resolve_chunk(chunk_size, n, len(devices))
     mesh = _mesh(devices)
     gathered, stats = [], None
-    for start in range(0, n, chunk):
-        real = max(0, min(chunk, n_valid - start))
-        if chunk == n:  # one chunk of every path: no copy
-            x0s_chunk, keys_chunk = x0s, keys
-        else:
-            index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad with the last path
-            x0s_chunk, keys_chunk = x0s[index], keys[index]
-        states, loss = core(_place(mesh, x0s_chunk), _place(mesh, keys_chunk))
-        if keep == "paths":
-            gathered.append(jax.tree.map(lambda a, n=real: np.asarray(a)[:n], (states, loss)))
-            continue
-        valid = _place(mesh, jnp.arange(chunk) < real)
-        part = _stats(_moments_jit(states.x, loss, valid, hist), hist)
-        stats = part if stats is None else stats.merge(part)
+    # advanced once a chunk is on the host (np.asarray, _stats): no extra device sync
+    with _progress.task(f"chunks of {chunk} paths", math.ceil(n / chunk)) as progress:
+        for start in range(0, n, chunk):
+            real = max(0, min(chunk, n_valid - start))
+            if chunk == n:  # one chunk of every path: no copy
+                x0s_chunk, keys_chunk = x0s, keys
+            else:
+                index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad: the last path
+                x0s_chunk, keys_chunk = x0s[index], keys[index]
+            states, loss = core(_place(mesh, x0s_chunk), _place(mesh, keys_chunk))
+            if keep == "paths":
+                gathered.append(jax.tree.map(lambda a, n=real: np.asarray(a)[:n], (states, loss)))
+            else:
+                valid = _place(mesh, jnp.arange(chunk) < real)
+                part = _stats(_moments_jit(states.x, loss, valid, hist), hist)
+                stats = part if stats is None else stats.merge(part)
+            progress.advance()
     if keep == "stats":
         return None, None, stats
     states, loss = jax.tree.map(lambda *parts: np.concatenate(parts), *gathered)

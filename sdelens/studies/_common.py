@@ -8,6 +8,7 @@ from collections.abc import Callable
 import jax
 from jaxtyping import PRNGKeyArray
 
+from .. import _progress
 from .._simulate import check_key
 
 __all__ = ["resolve_key", "Progress", "say"]
@@ -31,5 +32,10 @@ def resolve_key(key: PRNGKeyArray | None, seed: int | None) -> PRNGKeyArray:
 
 
 def say(progress: Progress, message: str) -> None:
+    """Hand `message` to the study's `progress=` callback or, without one, to the active
+    progress reporter (`sdelens.progress`; silent when there is none). Never to both: a caller
+    that passes a callback has chosen where its messages go."""
     if progress is not None:
         progress(message)
+    else:
+        _progress.note(message)

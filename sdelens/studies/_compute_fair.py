@@ -8,7 +8,7 @@ import time
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .. import _check
+from .. import _check, _progress
 from .._evaluate import evaluate
 from .._optimizers import AbstractOptimizer
 from .._problems import AbstractProblem, NetworkProblem
@@ -129,12 +129,16 @@ def compute_fair(
         x0 = problem.x0
     plans = [_steps_for_budget(o, grad_budget, n_saves) for o in optimizers]  # fail before runs
     runs, grad_evals, epochs, seconds = {}, {}, {}, {}
-    for name, opt, (n_steps, save_every) in zip(names, optimizers, plans, strict=True):
-        run, wall = _timed_run(opt, problem, x0, n_steps, n_runs, key, save_every)
-        runs[name] = run
-        grad_evals[name] = run.steps * opt.grads_per_step
-        epochs[name] = _effective_epochs(problem, grad_evals[name])
-        seconds[name] = wall * run.steps / n_steps
+    # One optimizer's runs finish in one step: no bar of their own (a sensitivity grid's point).
+    total = len(optimizers) * n_runs if len(optimizers) > 1 else 1
+    with _progress.task("equal-compute runs", total) as progress:
+        for name, opt, (n_steps, save_every) in zip(names, optimizers, plans, strict=True):
+            run, wall = _timed_run(opt, problem, x0, n_steps, n_runs, key, save_every)
+            runs[name] = run
+            grad_evals[name] = run.steps * opt.grads_per_step
+            epochs[name] = _effective_epochs(problem, grad_evals[name])
+            seconds[name] = wall * run.steps / n_steps
+            progress.advance(n_runs)
     accuracy = None
     if isinstance(problem, NetworkProblem):
         accuracy = {n: np.asarray(evaluate(problem, r)["accuracy"]) for n, r in runs.items()}

@@ -7,6 +7,7 @@ import dataclasses
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
+from .. import _progress
 from .._noise import GaussianNoise
 from .._optimizers import SGD, SignSGD
 from .._problems import Quadratic
@@ -43,23 +44,25 @@ def demo(
     spec = DEMO_PROBLEM
     prob = Quadratic(h=jnp.array(spec["h"]), noise=GaussianNoise(scale=jnp.array(spec["scale"])))
     results = {}
-    for opt in (SGD(lr=spec["lr"]), SignSGD(lr=spec["lr"])):
-        say(progress, f"{opt.name}: optimizer and SDE, {n_paths} paths x {n_steps} steps ...")
-        both = optimizer_vs_sde(
-            opt,
-            prob,
-            jnp.array(spec["x0"]),
-            n_steps=n_steps,
-            n_paths=n_paths,
-            key=key,
-            save_every=10,
-        )
-        results[opt.name] = both
-        m = both.metrics()
-        theory = m.get("stationary_loss", {}).get("theory", float("nan"))
-        say(
-            progress,
-            f"  final E f: optimizer {m['final_mean_loss']['optimizer']:.5f}, "
-            f"SDE {m['final_mean_loss']['sde']:.5f}, theory {theory:.5f}",
-        )
+    with _progress.task("demo optimizers", 2) as done:
+        for opt in (SGD(lr=spec["lr"]), SignSGD(lr=spec["lr"])):
+            say(progress, f"{opt.name}: optimizer and SDE, {n_paths} paths x {n_steps} steps ...")
+            both = optimizer_vs_sde(
+                opt,
+                prob,
+                jnp.array(spec["x0"]),
+                n_steps=n_steps,
+                n_paths=n_paths,
+                key=key,
+                save_every=10,
+            )
+            results[opt.name] = both
+            m = both.metrics()
+            theory = m.get("stationary_loss", {}).get("theory", float("nan"))
+            say(
+                progress,
+                f"  final E f: optimizer {m['final_mean_loss']['optimizer']:.5f}, "
+                f"SDE {m['final_mean_loss']['sde']:.5f}, theory {theory:.5f}",
+            )
+            done.advance()
     return Demo(prob, results)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .. import flatness
+from .. import _progress, flatness
 from .._optimizers import AbstractOptimizer, EntropySGD
 from .._problems import AbstractProblem
 from .._simulate import check_key
@@ -85,11 +85,11 @@ def entropy_study(
     spectra = {}
     if spectrum:
         say(progress, "Hessian spectra (Lanczos + SLQ) at each optimizer's final point of run 0")
-        spectra = {
-            name: hessian_spectrum(problem, run.x[0, -1], key)
-            for name, run in fair.runs.items()
-            if np.all(np.isfinite(run.x[0, -1]))
-        }
+        finite = {n: r for n, r in fair.runs.items() if np.all(np.isfinite(r.x[0, -1]))}
+        with _progress.task("Hessian spectra", len(finite)) as done:
+            for name, run in finite.items():
+                spectra[name] = hessian_spectrum(problem, run.x[0, -1], key)
+                done.advance()
     results = []
     for (x_name, x_values), (y_name, y_values) in grids:
         say(progress, f"sensitivity grid {x_name} x {y_name} ({len(x_values) * len(y_values)})")

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from .. import _progress
 from .._optimizers import AbstractOptimizer
 from .._problems import AbstractProblem, NetworkProblem
 from ._common import resolve_key
@@ -75,13 +76,15 @@ def sensitivity(
     settings = grid_settings(base, x_name, x_values, y_name, y_values)
     shape = (len(x_values), len(y_values))
     loss, acc, diverged = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, bool)
-    for (i, j), opt in settings.items():
-        fair = compute_fair(
-            problem, [opt], x0, grad_budget=grad_budget, n_runs=n_runs, n_saves=1, key=key
-        )
-        row = fair.metrics()[opt.name]
-        loss[i, j], diverged[i, j] = row["final_loss"], row["diverged"]
-        acc[i, j] = row.get("final_test_accuracy", np.nan)
+    with _progress.task(f"sensitivity {x_name} x {y_name}", len(settings)) as progress:
+        for (i, j), opt in settings.items():
+            fair = compute_fair(
+                problem, [opt], x0, grad_budget=grad_budget, n_runs=n_runs, n_saves=1, key=key
+            )
+            row = fair.metrics()[opt.name]
+            loss[i, j], diverged[i, j] = row["final_loss"], row["diverged"]
+            acc[i, j] = row.get("final_test_accuracy", np.nan)
+            progress.advance()
     is_network = isinstance(problem, NetworkProblem)
     return Sensitivity(
         x_name,

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .. import _check
+from .. import _check, _progress
 from .._optimizers import AbstractOptimizer
 from .._problems import AbstractProblem
 from .._sde import sde_for
@@ -131,34 +131,36 @@ def _sweep(
     _check_plan(setups, values, n_steps=n_steps, n_paths=n_paths, save_every=save_every)
     _check.in_interval("burn_in", burn_in, 0.0, 1.0)
     loss, se, diverged = {}, {}, {}
-    for name, setup in setups.items():
-        est = {"optimizer": [], "sde": []}
-        err = {"optimizer": [], "sde": []}
-        theory, bad = [], {"optimizer": False, "sde": False}
-        for i, value in enumerate(values):
-            say(progress, f"{name}: {parameter} {value:g} ({i + 1}/{len(values)})")
-            opt, prob = setup(float(value))
-            both = optimizer_vs_sde(
-                opt,
-                prob,
-                x0,
-                n_steps=n_steps,
-                n_paths=n_paths,
-                key=jax.random.fold_in(key, i),
-                save_every=save_every,
-            )
-            for kind, r in (("optimizer", both.ref), ("sde", both.run)):
-                bad[kind] |= r.diverged
-                st = empirical_stationary(r, burn_in=burn_in) if not r.diverged else None
-                est[kind].append(np.nan if st is None else st.expected_loss)
-                err[kind].append(np.nan if st is None else st.expected_loss_se)
-            theory.append(np.nan if both.theory is None else both.theory.expected_loss)
-        loss[name] = {k: np.asarray(v) for k, v in est.items()}
-        se[name] = {k: np.asarray(v) for k, v in err.items()}
-        if np.all(np.isfinite(theory)):
-            loss[name]["theory"] = np.asarray(theory)
-            se[name]["theory"] = np.zeros(len(values))
-        diverged[name] = bad
+    with _progress.task(f"{parameter} sweep", len(setups) * len(values)) as points:
+        for name, setup in setups.items():
+            est = {"optimizer": [], "sde": []}
+            err = {"optimizer": [], "sde": []}
+            theory, bad = [], {"optimizer": False, "sde": False}
+            for i, value in enumerate(values):
+                say(progress, f"{name}: {parameter} {value:g} ({i + 1}/{len(values)})")
+                opt, prob = setup(float(value))
+                both = optimizer_vs_sde(
+                    opt,
+                    prob,
+                    x0,
+                    n_steps=n_steps,
+                    n_paths=n_paths,
+                    key=jax.random.fold_in(key, i),
+                    save_every=save_every,
+                )
+                for kind, r in (("optimizer", both.ref), ("sde", both.run)):
+                    bad[kind] |= r.diverged
+                    st = empirical_stationary(r, burn_in=burn_in) if not r.diverged else None
+                    est[kind].append(np.nan if st is None else st.expected_loss)
+                    err[kind].append(np.nan if st is None else st.expected_loss_se)
+                theory.append(np.nan if both.theory is None else both.theory.expected_loss)
+                points.advance()
+            loss[name] = {k: np.asarray(v) for k, v in est.items()}
+            se[name] = {k: np.asarray(v) for k, v in err.items()}
+            if np.all(np.isfinite(theory)):
+                loss[name]["theory"] = np.asarray(theory)
+                se[name]["theory"] = np.zeros(len(values))
+            diverged[name] = bad
     return Sweep(parameter, values, loss, se, diverged)
 
 
