@@ -53,6 +53,12 @@ class RunStats:
     al.'s parallel update, in float64); `hist_counts` `(S, k, bins)` for `hist` (optional).
     A mean over no finite path is NaN, a variance or standard error over fewer than two NaN:
     never 0.
+
+    For the standard error of a time average, which per-save variances cannot give (successive
+    saves are correlated), the saves are cut into `B ≤ 16` contiguous blocks (`block_edges`,
+    `B + 1` save indices) and each path's mean loss over each block is summarised across the
+    `block_count` paths finite at every save: `block_mean` `(B,)` and the co-moment matrix
+    `block_m2` `(B, B)` (sums of products of deviations). Memory stays `O(B²)`, not `O(n)`.
     """
 
     count: np.ndarray
@@ -62,6 +68,27 @@ class RunStats:
     x_m2: np.ndarray
     hist: Histogram | None = None
     hist_counts: np.ndarray | None = None
+    block_edges: np.ndarray | None = None
+    block_count: np.ndarray | None = None
+    block_mean: np.ndarray | None = None
+    block_m2: np.ndarray | None = None
+
+    def window_loss_se(self, keep: np.ndarray) -> float:
+        """Standard error of the loss averaged over the saves `keep` (a boolean mask) and the
+        finite paths, each path's time average one sample (docs/math.md §A.7). It is computed
+        over the whole blocks inside the window, a slightly shorter window whose average varies
+        a little more: the error is, if anything, overstated. NaN without a whole block in the
+        window or with fewer than two paths."""
+        if self.block_m2 is None:
+            return float("nan")
+        edges, n = np.asarray(self.block_edges), float(self.block_count)
+        sizes = np.diff(edges).astype(float)
+        inside = np.array([bool(np.all(keep[a:b])) for a, b in zip(edges, edges[1:], strict=False)])
+        if n < 2 or not inside.any():
+            return float("nan")
+        w = np.where(inside, sizes, 0.0) / sizes[inside].sum()
+        var = float(w @ self.block_m2 @ w) / (n - 1)  # Var of Σ_j w_j (path's block-j mean)
+        return float(np.sqrt(max(var, 0.0) / n))
 
     @property
     def loss_var(self) -> np.ndarray:
@@ -89,6 +116,21 @@ class RunStats:
         counts = None
         if self.hist_counts is not None:
             counts = self.hist_counts + other.hist_counts
+        blocks = {}
+        if self.block_m2 is not None and other.block_m2 is not None:
+            b_a, b_b = float(self.block_count), float(other.block_count)
+            b_n = b_a + b_b
+            mean_a = self.block_mean if b_a > 0 else np.zeros_like(other.block_mean)
+            mean_b = other.block_mean if b_b > 0 else np.zeros_like(mean_a)
+            delta = mean_b - mean_a
+            blocks = {
+                "block_edges": self.block_edges,
+                "block_count": np.asarray(b_n),
+                "block_mean": mean_a + delta * (b_b / b_n) if b_n > 0 else mean_a * np.nan,
+                "block_m2": self.block_m2
+                + other.block_m2
+                + np.outer(delta, delta) * (b_a * b_b / b_n if b_n > 0 else 0.0),
+            }
         return RunStats(
             count=n,
             loss_mean=_empty_nan(loss_a + d_loss * share_b, n),
@@ -97,6 +139,7 @@ class RunStats:
             x_m2=self.x_m2 + other.x_m2 + d_x**2 * cross[:, None],
             hist=self.hist,
             hist_counts=counts,
+            **blocks,
         )
 
     @classmethod
@@ -128,7 +171,32 @@ def _moments(xs, loss, valid, hist: Histogram | None):
 
         per_coord = jax.vmap(one, in_axes=(1, None))  # over coordinates
         counts = jax.vmap(per_coord, in_axes=(1, 1))(picked, weight)  # over saves
-    return count, loss_mean, loss_m2, x_mean, x_m2, counts
+    # each path's mean loss per block of saves, summarised over the paths finite throughout
+    average = jnp.asarray(_block_average(loss.shape[1]), dtype=loss.dtype)  # (S, B)
+    whole = finite.all(axis=1).astype(loss.dtype)
+    block_count = whole.sum()
+    per_path = loss0 @ average
+    block_mean = (whole[:, None] * per_path).sum(axis=0) / jnp.maximum(block_count, 1.0)
+    dev = whole[:, None] * (per_path - block_mean)
+    blocks = (block_count, block_mean, dev.T @ dev)
+    return count, loss_mean, loss_m2, x_mean, x_m2, counts, blocks
+
+
+MAX_BLOCKS = 16
+
+
+def _block_edges(n_saves: int) -> np.ndarray:
+    """`B + 1` save indices cutting `n_saves` saves into `B = min(16, n_saves)` blocks."""
+    return np.linspace(0, n_saves, min(MAX_BLOCKS, n_saves) + 1).round().astype(int)
+
+
+def _block_average(n_saves: int) -> np.ndarray:
+    """`(S, B)` matrix whose column `j` averages the saves of block `j`."""
+    edges = _block_edges(n_saves)
+    out = np.zeros((n_saves, len(edges) - 1))
+    for j, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+        out[a:b, j] = 1.0 / (b - a)
+    return out
 
 
 _moments_jit = jax.jit(_moments, static_argnums=3)
@@ -152,11 +220,25 @@ def _unbiased(m2, count):
 
 def _stats(parts, hist: Histogram | None) -> RunStats:
     """Device moments → host float64 `RunStats` (where chunks are merged)."""
+    *moments, blocks = parts
     count, loss_mean, loss_m2, x_mean, x_m2, counts = (
-        None if p is None else np.asarray(p, dtype=np.float64) for p in parts
+        None if p is None else np.asarray(p, dtype=np.float64) for p in moments
     )
+    block_count, block_mean, block_m2 = (np.asarray(p, dtype=np.float64) for p in blocks)
     loss_mean, x_mean = _empty_nan(loss_mean, count), _empty_nan(x_mean, count[:, None])
-    return RunStats(count, loss_mean, loss_m2, x_mean, x_m2, hist=hist, hist_counts=counts)
+    return RunStats(
+        count,
+        loss_mean,
+        loss_m2,
+        x_mean,
+        x_m2,
+        hist=hist,
+        hist_counts=counts,
+        block_edges=_block_edges(count.shape[0]),
+        block_count=block_count,
+        block_mean=_empty_nan(block_mean, block_count),
+        block_m2=block_m2,
+    )
 
 
 def _mesh(devices) -> Mesh | None:
@@ -234,15 +316,21 @@ def _gather(states, loss, stats, n: int):
         states, loss = jax.tree.map(lambda p: np.asarray(p).reshape(-1, *p.shape[2:])[:n], parts)
         return states, loss, None
     fields = [stats.count, stats.loss_mean, stats.loss_m2, stats.x_mean, stats.x_m2]
+    fields += [stats.block_count, stats.block_mean, stats.block_m2]
     if stats.hist_counts is not None:
         fields.append(stats.hist_counts)
     gathered = multihost_utils.process_allgather(tuple(fields))
     merged = None
     for p in range(gathered[0].shape[0]):
+        block_count, block_mean, block_m2 = (np.asarray(g[p]) for g in gathered[5:8])
         part = RunStats(
             *(np.asarray(g[p], dtype=np.float64) for g in gathered[:5]),
             hist=stats.hist,
-            hist_counts=None if stats.hist_counts is None else np.asarray(gathered[5][p]),
+            hist_counts=None if stats.hist_counts is None else np.asarray(gathered[8][p]),
+            block_edges=stats.block_edges,
+            block_count=block_count,
+            block_mean=block_mean,
+            block_m2=block_m2,
         )
         merged = part if merged is None else merged.merge(part)
     return None, None, merged

@@ -101,6 +101,7 @@ class Run:
 
 _SCALARS = ("kind", "diverged", "first_bad_step", "n_diverged", "seconds", "grad_evals", "n_paths")
 _STATS = ("count", "loss_mean", "loss_m2", "x_mean", "x_m2", "hist_counts")
+_STATS += ("block_edges", "block_count", "block_mean", "block_m2")  # absent in older results
 # Version-1 directories stored the state as one flat array of these blocks.
 _V1_BLOCKS = {1: ("x",), 2: ("x", "v"), 3: ("x", "m", "v")}
 

@@ -162,7 +162,8 @@ def linearised_stationary(
 
 
 def _stationary_from_stats(run: Run, keep: np.ndarray) -> Stationary:
-    """Pooled moments from per-save statistics: no cross-covariances, no per-path SE."""
+    """Pooled moments from per-save statistics: no cross-covariances; the standard error from
+    the per-path block means the statistics kept (`RunStats.window_loss_se`)."""
     stats = run.statistics()
     if np.any(stats.count[keep] == 0):
         raise ValueError("every path diverged (non-finite) after burn-in: nothing to estimate.")
@@ -173,6 +174,7 @@ def _stationary_from_stats(run: Run, keep: np.ndarray) -> Stationary:
         cov=np.diag(var),
         expected_loss=float(stats.loss_mean[keep].mean()),
         method=f"empirical from statistics ({run.kind}, {int(keep.sum())} saves; diagonal cov)",
+        expected_loss_se=stats.window_loss_se(keep),
     )
 
 
@@ -183,7 +185,8 @@ def empirical_stationary(run: Run, burn_in: float = 0.5, window: float | None = 
     fractions of the horizon `T`) are pooled over all finite paths. `expected_loss_se` treats
     each path's time-average as one independent sample, which stays honest when successive
     saves are correlated. A run that kept statistics only (`keep="stats"`) gives the pooled
-    mean, a diagonal covariance and no standard error.
+    mean, a diagonal covariance and a standard error over the whole blocks of saves inside the
+    window (`RunStats.window_loss_se`; NaN for results written before blocks were kept).
     """
     keep = window_mask(run.ts, burn_in, window)
     if run.x is None:

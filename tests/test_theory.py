@@ -104,7 +104,8 @@ def test_empirical_window_selects_saves():
 
 def test_empirical_from_paths_and_from_statistics():
     """Pooled paths and saves after burn-in: the mean loss, the per-path SE, the covariance; a
-    run that kept statistics only gives the same mean loss and diagonal variances, no SE."""
+    run that kept statistics only gives the same mean loss, diagonal variances and the SE from
+    its per-path block means."""
     kwargs = dict(n_steps=200, n_runs=64, key=jax.random.key(4), save_every=10)
     paths = sl.run_optimizer(sl.SGD(lr=0.01), PROB, X0, **kwargs)
     stats = sl.run_optimizer(sl.SGD(lr=0.01), PROB, X0, keep="stats", **kwargs)
@@ -118,7 +119,17 @@ def test_empirical_from_paths_and_from_statistics():
     np.testing.assert_allclose(est.cov, np.cov(x, rowvar=False), rtol=1e-5)
     assert "64 paths x 11 saves" in est.method
     assert pooled.expected_loss == pytest.approx(est.expected_loss, rel=1e-5)
-    assert pooled.expected_loss_se is None and "statistics" in pooled.method
+    assert "statistics" in pooled.method
+    # saves 10..20 are whole blocks of the 16: the block SE is the per-path SE itself
+    edges = stats.stats.block_edges
+    assert 10 in edges and edges[-1] == 21 and len(edges) == 17
+    assert pooled.expected_loss_se == pytest.approx(est.expected_loss_se, rel=1e-4)
+    # a window that cuts a block: only whole blocks enter, a shorter window, a larger error
+    late = sl.empirical_stationary(stats, burn_in=0.45)
+    whole = np.arange(21)[np.arange(21) >= edges[edges >= 0.45 * 20].min()]
+    per_path = paths.loss[:, whole].mean(axis=1)
+    assert late.expected_loss_se == pytest.approx(per_path.std(ddof=1) / 8.0, rel=1e-4)
+    assert sl.empirical_stationary(stats, burn_in=0.99).expected_loss_se != 0  # NaN or a value
     np.testing.assert_allclose(pooled.mean, est.mean, rtol=1e-4, atol=1e-6)
     # The law of total variance over the saves: the mean within-save variance (ddof 1) plus
     # the variance of the save means.
