@@ -17,6 +17,8 @@ from pathlib import Path
 
 import typer
 
+from sdelens import _progress  # no JAX: progress bars and lines on stderr
+
 app = typer.Typer(
     help="Optimizers through the lens of their SDEs: integrate an optimizer's SDE, run the "
     "optimizer under the same noise, and compare.",
@@ -50,7 +52,13 @@ OPTIONS = {  # name: (type, default, help)
     "inner": (str, "sgld", "Entropy-SGD inner sampler: sgld or sghmc."),
     "scoping": (float, 0.0, "Entropy-SGD scoping: gamma_k = gamma (1 + scoping)^k."),
     "form": (str, "default", "SDE form: default or malladi (RMSprop, Adam)."),
-    "problem": (str, "quadratic", "quadratic or a network problem, e.g. mlp-digits."),
+    "problem": (
+        str,
+        "quadratic",
+        "quadratic, a network (e.g. mlp-digits), mlp/cnn/resnet/transformer with --data, "
+        "or module:function returning a problem (README).",
+    ),
+    "data": (Path, None, "Your .npz dataset, for --problem mlp, cnn, resnet or transformer."),
     "dim": (int, 3, "Dimension d of the quadratic."),
     "cond": (float, 4.0, "Curvatures h = linspace(1, cond, d) of the quadratic."),
     "noise": (str, "gaussian", "gaussian, student-t (quadratic) or minibatch (networks)."),
@@ -66,7 +74,7 @@ OPTIONS = {  # name: (type, default, help)
     "covariance": (str, "exact", "Minibatch noise in the SDE: exact or diagonal."),
     "train_size": (int, 0, "Use only this many training examples (0: all)."),
     "weight_decays": (str, "", "Comma-separated weight decays to sweep for rmspropw/adamw."),
-    "x0": (float, 1.0, "Quadratic start point: every coordinate (networks: their init)."),
+    "x0": (float, 1.0, "Start point, every coordinate (unless the problem has x0: networks)."),
     "steps": (int, None, "Optimizer steps (compare: quadratic 2000, networks 200)."),
     "paths": (int, None, "Paths (runs) per ensemble (compare: quadratic 1000, networks 16)."),
     "save_every": (int, 10, "Save every n steps (must divide --steps)."),
@@ -126,7 +134,8 @@ def command(*groups: str):
         def run(**options):
             try:
                 _enable_compilation_cache()
-                return fn(types.SimpleNamespace(**options))
+                with _progress.reporting("auto"):  # a bar on a terminal, else lines (stderr)
+                    return fn(types.SimpleNamespace(**options))
             except (ValueError, FileExistsError) as err:
                 typer.echo(f"Error: {_spell(str(err), options)}", err=True)
                 raise typer.Exit(code=2) from None
@@ -175,7 +184,12 @@ def _enable_compilation_cache() -> None:
 
 
 def _say(msg: str) -> None:
-    typer.echo(msg, err=True)
+    """A message on stderr, through the progress reporter when one is active (above a live bar,
+    not across it)."""
+    if _progress.active():
+        _progress.note(msg)
+    else:
+        typer.echo(msg, err=True)
 
 
 def _start(o, command_name: str) -> dict:
@@ -261,6 +275,21 @@ def _compare_row(name: str, both) -> tuple:
     )
 
 
+def _start_point(o, prob):
+    """The problem's own `x0` (a network's initialisation, or your problem's), else `--x0` in
+    each of the problem's `dim` coordinates."""
+    import jax.numpy as jnp
+
+    if getattr(prob, "x0", None) is not None:
+        return prob.x0
+    if prob.dim is None:
+        raise ValueError(
+            f"problem={o.problem!r} is invalid here: compare needs a start point, and the problem "
+            "has neither an x0 nor a dimension for --x0 (e.g. sl.Problem(loss, noise, dim=d))."
+        )
+    return jnp.full((prob.dim,), o.x0)
+
+
 def _floats(name: str, text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -285,7 +314,8 @@ def demo(o) -> None:
 
 
 @command(
-    "optimizer form problem scale batch_size covariance x0 steps paths save_every solver keep",
+    "optimizer form problem data scale batch_size covariance x0 steps paths save_every solver",
+    "keep",
     "chunk_size",
     HYPER,
     QUADRATIC,
@@ -297,7 +327,6 @@ def compare(o) -> None:
     (quadratic) or test accuracy (networks), weak error."""
     config = _start(o, "compare")
     import diffrax
-    import jax.numpy as jnp
 
     import sdelens as sl
 
@@ -305,15 +334,15 @@ def compare(o) -> None:
     if o.solver not in solvers:
         raise ValueError(f"solver={o.solver!r} is invalid: choose one of {', '.join(solvers)}.")
     opt = sl.optimizer_by_name(o.optimizer, **vars(o))
-    options = _pick(o, "noise scale dim cond df batch_size covariance")
+    options = _pick(o, "noise scale dim cond df batch_size covariance data")
     prob = sl.problem_by_name(o.problem, **options, key=_key(o))
-    network = o.problem != "quadratic"
+    network = isinstance(prob, sl.NetworkProblem)
     steps, paths = (200, 16) if network else (2000, 1000)  # what a quick look needs
     _say(f"{opt.name}: optimizer and SDE ({o.form} form) ...")
     both = sl.optimizer_vs_sde(
         opt,
         prob,
-        prob.x0 if network else jnp.full((o.dim,), o.x0),
+        _start_point(o, prob),
         n_steps=steps if o.steps is None else o.steps,
         n_paths=paths if o.paths is None else o.paths,
         key=_key(o),
@@ -426,7 +455,8 @@ def _grid(text: str):
 
 
 @command(
-    "problem=mlp-digits noise=minibatch batch_size scale train_size budget runs saves=10 sgd_lr",
+    "problem=mlp-digits data noise=minibatch batch_size scale train_size budget runs saves=10",
+    "sgd_lr",
     "adam_lr lr=1.0 gamma=0.03 inner_lr=0.1 inner_steps=5 temperature=1e-5 momentum=0.9",
     "nesterov=True gamma_in_outer_step=False alpha inner scoping sweep spectrum landscape",
     OUTPUT,
@@ -442,8 +472,13 @@ def entropy(o) -> None:
         raise ValueError("problem='quadratic' is invalid here: choose a network problem.")
     grids = [_grid(text) for text in o.sweep]
     entropy_sgd = sl.optimizer_by_name("entropysgd", **vars(o))
-    options = {**_pick(o, "noise scale batch_size"), "train_size": o.train_size or None}
+    options = {**_pick(o, "noise scale batch_size data"), "train_size": o.train_size or None}
     prob = sl.problem_by_name(o.problem, **options, key=_key(o))
+    if not isinstance(prob, sl.NetworkProblem):
+        raise ValueError(
+            f"problem={o.problem!r} is invalid here: entropy needs a network problem "
+            f"(sl.NetworkProblem), not a {type(prob).__name__}."
+        )
     study = sl.studies.entropy_study(
         prob,
         entropy_sgd,

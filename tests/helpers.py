@@ -1,5 +1,8 @@
 """Helpers shared by several test modules (imported explicitly, not through conftest)."""
 
+import textwrap
+import uuid
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -144,3 +147,11 @@ def small_minibatch_problem():
     return sl.network_problem(
         "mlp-breast-cancer", sl.MinibatchNoise(32), key=jax.random.key(0), **SMALL_MLP
     )
+
+
+def problem_module(directory, body: str) -> str:
+    """Write `body` (dedented) as a new module in `directory` and return its name, unique so that
+    no test sees another's module cached in `sys.modules` (for `problem="name:function"`)."""
+    name = f"user_problem_{uuid.uuid4().hex[:12]}"
+    (Path(directory) / f"{name}.py").write_text(textwrap.dedent(body))
+    return name

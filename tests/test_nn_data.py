@@ -127,6 +127,134 @@ def test_npz_bad_input_names_the_culprit(tmp_path, case):
         nn.load_npz(tmp_path / "bad.npz", **kwargs)
 
 
+def test_npz_with_its_own_split(tmp_path):
+    """x_train, y_train, x_test, y_test: the file's split as it is, standardised with the
+    training statistics (the same code path as the bundled datasets)."""
+    rng = np.random.default_rng(2)
+    x_train, x_test = rng.normal(3.0, 2.0, size=(30, 3)), rng.normal(3.0, 2.0, size=(8, 3))
+    y_train, y_test = rng.integers(0, 3, 30), np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    np.savez(tmp_path / "own.npz", **arrays)
+    d = nn.load_npz(tmp_path / "own.npz")
+    assert (d.n_train, d.x_test.shape[0], d.n_classes, d.name) == (30, 8, 4, "own")
+    assert d.x_train.dtype == jnp.float32 and d.y_train.dtype == jnp.int32
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    np.testing.assert_allclose(d.x_train, (x_train - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d.x_test, (x_test - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(d.y_train, y_train)
+    np.testing.assert_array_equal(d.y_test, y_test)
+    # train_size keeps the first rows, and the statistics are theirs
+    small = nn.load_npz(tmp_path / "own.npz", train_size=20)
+    mean, std = x_train[:20].mean(axis=0), x_train[:20].std(axis=0)
+    np.testing.assert_allclose(small.x_train, (x_train[:20] - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(small.x_test, (x_test - mean) / std, rtol=1e-5, atol=1e-5)
+    # (n, S, S) images, float labels: one global scale
+    images = rng.normal(5.0, 3.0, size=(12, 4, 4))
+    np.savez(
+        tmp_path / "img.npz",
+        x_train=images[:10],
+        y_train=np.arange(10.0) % 2,
+        x_test=images[10:],
+        y_test=np.array([1.0, 0.0]),
+    )
+    d = nn.load_npz(tmp_path / "img.npz")
+    assert d.feature_shape == (4, 4) and d.n_classes == 2
+    want = (images - images[:10].mean()) / images[:10].std()
+    np.testing.assert_allclose(d.x_train, want[:10], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d.x_test, want[10:], rtol=1e-5, atol=1e-5)
+
+
+def _bad_split_cases():
+    rng = np.random.default_rng(3)
+    good = {
+        "x_train": rng.normal(size=(20, 2)),
+        "y_train": np.arange(20) % 2,
+        "x_test": rng.normal(size=(5, 2)),
+        "y_test": np.arange(5) % 2,
+    }
+    nan = good["x_test"].copy()
+    nan[1, 0] = np.nan
+
+    def but(**changes):
+        return {k: v for k, v in {**good, **changes}.items() if v is not None}
+
+    return {
+        "missing": (but(y_test=None), {}, r"has no array 'y_test': load_npz needs arrays 'x'"),
+        "both": ({**good, "x": good["x_train"]}, {}, "holds both 'x'/'y' and x_train"),
+        "lengths": (
+            but(y_train=good["y_train"][:-1]),
+            {},
+            r"x_train has shape \(20, 2\) and y_train has shape \(19,\)",
+        ),
+        "features": (
+            but(x_test=rng.normal(size=(5, 3))),
+            {},
+            r"x_train has feature shape \(2,\) but x_test has \(3,\): they must match",
+        ),
+        "nan": (but(x_test=nan), {}, "x_test has NaN or infinite entries"),
+        "text": (but(x_train=good["x_train"].astype(str)), {}, "x_train has dtype <U"),
+        "negative": (
+            but(y_test=good["y_test"] - 1),
+            {},
+            r"y_test has negative labels \(found -1\)",
+        ),
+        "fraction": (but(y_train=good["y_train"] + 0.5), {}, "y_train has non-integer labels"),
+        "one-class": (
+            but(y_train=np.zeros(20, int)),
+            {},
+            r"y_train has only one class \(label 0\)",
+        ),
+        "no-train": (
+            but(x_train=np.zeros((0, 2)), y_train=np.zeros(0, int)),
+            {},
+            "x_train has no examples",
+        ),
+        "no-test": (
+            but(x_test=np.zeros((0, 2)), y_test=np.zeros(0, int)),
+            {},
+            "x_test has no examples",
+        ),
+        "test_fraction": (good, {"test_fraction": 0.3}, "test_fraction=0.3 is invalid: bad.npz"),
+        "seed": (good, {"seed": 1}, "seed=1 is invalid: bad.npz holds its own split"),
+        "n_classes": (
+            but(y_test=np.array([0, 1, 2, 0, 1])),
+            {"n_classes": 2},
+            "n_classes=2 is invalid: the labels go up to 2",
+        ),
+        "train_size": (good, {"train_size": 21}, "train_size=21 is invalid"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_split_cases()))
+def test_npz_split_bad_input_names_the_culprit(tmp_path, case):
+    arrays, kwargs, message = _bad_split_cases()[case]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=message):
+        nn.load_npz(tmp_path / "bad.npz", **kwargs)
+
+
+def test_unreadable_npz_files(tmp_path):
+    np.savez(tmp_path / "good.npz", x=np.zeros((4, 2)), y=np.arange(4) % 2)
+    good = (tmp_path / "good.npz").read_bytes()
+    damaged = {
+        "truncated": good[: len(good) // 2],  # zipfile.BadZipFile
+        "empty": b"",  # EOFError
+        "text": b"x,y\n1,0\n",
+    }
+    for name, content in damaged.items():
+        (tmp_path / f"{name}.npz").write_bytes(content)
+        with pytest.raises(
+            ValueError, match=f"path='.*{name}.npz' is invalid: not a readable .npz"
+        ):
+            nn.load_npz(tmp_path / f"{name}.npz")
+    np.savez(tmp_path / "objects.npz", x=np.array([{}, {}], dtype=object), y=np.arange(2))
+    with pytest.raises(ValueError, match="objects.npz' is invalid: its arrays cannot be read"):
+        nn.load_npz(tmp_path / "objects.npz")
+    np.savez(tmp_path / "one.npz", x=np.zeros((4, 2)), y=np.zeros(4))
+    with pytest.raises(ValueError, match=r"y has only one class \(label 0\)"):
+        nn.load_npz(tmp_path / "one.npz")
+
+
 def test_bad_files_and_datasets(tmp_path):
     with pytest.raises(ValueError, match="path='.*nothing.npz' is invalid: no such file"):
         nn.load_npz(tmp_path / "nothing.npz")

@@ -106,6 +106,30 @@ def test_model_sizes_scale_with_arguments():
     assert jax.eval_shape(jax.vmap(rgb), jnp.ones((2, 3, 16, 16))).shape == (2, 10)
 
 
+def test_square_examples_are_one_channel_images():
+    """`(S, S)` examples (e.g. `load_npz` of `(n, S, S)` images) are one channel: the same
+    parameters as `(1, S, S)`, and the same logits on the same pixels."""
+    x = jax.random.normal(KEY, (2, 8, 8))
+    square, channel = (nn.make_model("lenet", 3, shape, key=KEY) for shape in ((8, 8), (1, 8, 8)))
+    assert nn.count_params(square) == nn.count_params(channel) == 3119
+    np.testing.assert_allclose(
+        jax.vmap(square)(x), jax.vmap(channel)(x[:, None]), rtol=1e-6, atol=1e-6
+    )
+    for name in ("resnet", "transformer"):  # abstractly: the same shapes, (3,) logits
+        square, channel = (
+            eqx.filter_eval_shape(nn.make_model, name, 3, shape, key=KEY)
+            for shape in ((8, 8), (1, 8, 8))
+        )
+        shapes = [[getattr(a, "shape", a) for a in jax.tree.leaves(m)] for m in (square, channel)]
+        assert shapes[0] == shapes[1]
+        logits = eqx.filter_eval_shape(lambda m, x: jax.vmap(m)(x), square, x)
+        assert logits.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"image_size=4 is invalid: the data has images of shape"):
+        nn.make_model("lenet", 3, (8, 8), key=KEY, image_size=4)
+    with pytest.raises(ValueError, match=r"needs square images \(S, S\) or \(channels, S, S\)"):
+        nn.make_model("lenet", 3, (8, 6), key=KEY)
+
+
 def test_make_model_bad_input():
     with pytest.raises(ValueError, match="model='vit' is invalid.*'mlp', 'lenet', 'cnn'"):
         nn.make_model("vit", 10, (64,), key=KEY)

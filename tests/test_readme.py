@@ -1,8 +1,11 @@
 """Every Python example and every command line of the README runs as written, and the
 command lines do what their comments say."""
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -13,12 +16,16 @@ from sdelens.cli import app
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-COMMANDS = [
-    line
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+BASH = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+COMMANDS = [line for block in BASH for line in block.splitlines() if line.startswith("sdelens ")]
+# The other lines of a block with command lines (a heredoc writing a module, `python -c` writing
+# data) set them up: they run first, in bash, in the same directory.
+SETUP = {
+    line: "\n".join(other for other in block.splitlines() if not other.startswith("sdelens "))
+    for block in BASH
     for line in block.splitlines()
     if line.startswith("sdelens ")
-]
+}
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
@@ -37,6 +44,10 @@ def test_readme_command_runs(line, tmp_path, monkeypatch):
     """Exit 0, a results directory where the command writes one, and the verdict its comment
     promises ("holds" / "fails")."""
     monkeypatch.chdir(tmp_path)
+    if SETUP[line].strip():  # with this interpreter as `python`, as in the activated venv
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        setup = ["bash", "-euc", SETUP[line]]
+        subprocess.run(setup, cwd=tmp_path, env={**os.environ, "PATH": path}, check=True)
     args = shlex.split(line, comments=True)[1:]
     result = CliRunner().invoke(app, args)
     plt.close("all")

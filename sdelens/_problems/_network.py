@@ -25,7 +25,7 @@ from .._noise import AbstractNoise, GaussianNoise, MinibatchNoise
 from ..nn import Dataset, load_dataset, make_model
 from ._base import AbstractProblem
 
-__all__ = ["NetworkProblem", "network_problem", "NETWORK_PROBLEMS", "LOSSES"]
+__all__ = ["NetworkProblem", "network_problem", "NETWORK_PROBLEMS", "NETWORK_MODELS", "LOSSES"]
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -154,6 +154,10 @@ NETWORK_PROBLEMS: dict[str, tuple[str, str, bool]] = {
     "resnet-digits": ("resnet", "digits", True),
     "transformer-digits": ("transformer", "digits", True),
 }
+# The model part of those names (`cnn` is the LeNet): with your own `data=`, a problem name.
+NETWORK_MODELS: dict[str, str] = {
+    name.partition("-")[0]: model for name, (model, _, _) in NETWORK_PROBLEMS.items()
+}
 
 
 def network_problem(
@@ -167,19 +171,31 @@ def network_problem(
     **model_kwargs,
 ) -> NetworkProblem:
     """A ready-made network problem: `"mlp-breast-cancer"`, `"mlp-digits"`, `"cnn-digits"`,
-    `"resnet-digits"`, `"transformer-digits"` (models and datasets of `sdelens.nn`).
+    `"resnet-digits"`, `"transformer-digits"` (models and datasets of `sdelens.nn`), or a model
+    name of `NETWORK_MODELS` (`"mlp"`, `"cnn"`, `"resnet"`, `"transformer"`) with your `data`
+    (the problem is then named `"<model>-<data.name>"`, e.g. `"mlp-mine"`).
 
     `noise` defaults to `GaussianNoise(0.01)` (Compagnoni et al.'s synthetic noise); `key`
     initialises the model. `data` replaces the bundled dataset (e.g. `sdelens.nn.load_npz(...)`;
     images must then match the model). `train_size` keeps only that many training examples of
     the bundled dataset (`sdelens.nn.load_dataset`).
     """
-    _check.choice("problem", name, tuple(NETWORK_PROBLEMS))
+    if name in NETWORK_MODELS:
+        if data is None:
+            raise ValueError(
+                f"problem={name!r} is invalid without data: a model name needs your dataset "
+                "(data=sdelens.nn.load_npz(...)); or name a ready-made problem, e.g. 'mlp-digits'."
+            )
+        model_name, name = NETWORK_MODELS[name], f"{name}-{getattr(data, 'name', 'data')}"
+    else:
+        _check.choice("problem", name, tuple(NETWORK_PROBLEMS))
+        model_name, dataset_name, images = NETWORK_PROBLEMS[name]
     if key is None:
         raise ValueError("key=None is invalid: pass a JAX PRNG key, e.g. jax.random.key(0).")
-    model_name, dataset_name, images = NETWORK_PROBLEMS[name]
     if data is None:
         data = load_dataset(dataset_name, image=images, train_size=train_size)
+    elif not isinstance(data, Dataset):
+        raise ValueError(f"data={data!r} is invalid: an sdelens.nn.Dataset is required.")
     model = make_model(model_name, data.n_classes, data.feature_shape, key=key, **model_kwargs)
     noise = GaussianNoise(0.01) if noise is None else noise
     return NetworkProblem(model, data, noise, loss=loss, name=name)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import final
 
@@ -13,9 +14,11 @@ from jaxtyping import Array, Float, Int
 
 from .. import _check
 
-__all__ = ["Dataset", "load_dataset", "load_npz", "DATASETS"]
+__all__ = ["Dataset", "load_dataset", "load_npz", "DATASETS", "NPZ_KEYS", "NPZ_SPLIT_KEYS"]
 
 DATASETS = ("breast-cancer", "digits")
+NPZ_KEYS = ("x", "y")  # one set of examples, split by `load_npz`
+NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")  # the user's own split
 
 
 def _found(values: np.ndarray, limit: int = 5) -> str:
@@ -127,8 +130,14 @@ def _make_dataset(
     *,
     per_feature: bool,
     train_size: int | None = None,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Dataset:
-    train, test = _split_indices(x.shape[0], test_fraction, seed)
+    """Split (seeded, or the given `(train, test)` indices), keep `train_size`, standardise
+    with the training statistics, convert."""
+    if split is None:
+        train, test = _split_indices(x.shape[0], test_fraction, seed)
+    else:
+        train, test = split
     if train_size is not None:
         _check.positive_int("train_size", train_size)
         if train_size > train.size:
@@ -205,75 +214,158 @@ def load_dataset(
     )
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of one layout, `NPZ_KEYS` or `NPZ_SPLIT_KEYS`, or a ValueError naming what is
+    wrong with the file."""
     if not path.is_file():
         raise ValueError(f"path={str(path)!r} is invalid: no such file.")
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"path={str(path)!r} is invalid: not a readable .npz file.") from error
+    except unreadable as error:
+        raise ValueError(
+            f"path={str(path)!r} is invalid: not a readable .npz file "
+            f"({type(error).__name__}: {_first_line(error)})."
+        ) from error
     if not hasattr(archive, "files"):  # a single .npy array, not an archive
         raise ValueError(f"path={str(path)!r} is invalid: an .npz archive is required.")
+    layouts = (
+        "arrays 'x' ((n, ...) features) and 'y' ((n,) integer labels), or x_train, y_train, "
+        "x_test, y_test"
+    )
     with archive:
-        for key in ("x", "y"):
-            if key not in archive.files:
+        files = archive.files
+        if set(NPZ_KEYS) & set(files) and set(NPZ_SPLIT_KEYS) & set(files):
+            raise ValueError(
+                f"{path.name} holds both 'x'/'y' and x_train/.../y_test: give one of the two "
+                f"layouts, {layouts}."
+            )
+        keys = NPZ_SPLIT_KEYS if set(NPZ_SPLIT_KEYS) & set(files) else NPZ_KEYS
+        for key in keys:
+            if key not in files:
                 raise ValueError(
-                    f"{path.name} has no array {key!r}: load_npz needs arrays 'x' "
-                    f"((n, ...) features) and 'y' ((n,) integer labels); found {archive.files}."
+                    f"{path.name} has no array {key!r}: load_npz needs {layouts}; found {files}."
                 )
-        return archive["x"], archive["y"]
+        try:
+            return {key: archive[key] for key in keys}
+        except unreadable as error:
+            raise ValueError(
+                f"path={str(path)!r} is invalid: its arrays cannot be read "
+                f"({type(error).__name__}: {_first_line(error)})."
+            ) from error
 
 
-def _integer_labels(y: np.ndarray) -> np.ndarray:
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+def _integer_labels(y: np.ndarray, name: str = "y") -> np.ndarray:
     """Labels as int64, accepting integer-valued floats (a common result of saving via
-    pandas); anything else is an error naming `y`."""
+    pandas); anything else is an error naming the array `name`."""
     if y.dtype == bool or np.issubdtype(y.dtype, np.integer):
         y = y.astype(np.int64)
     elif np.issubdtype(y.dtype, np.floating):
         fractional = y[~np.isfinite(y) | (np.mod(y, 1) != 0)]
         if fractional.size:
             raise ValueError(
-                f"y has non-integer labels (found {_found(fractional)}): class labels must be "
+                f"{name} has non-integer labels (found {_found(fractional)}): class labels must be "
                 "integers 0 … n_classes-1."
             )
         y = y.astype(np.int64)
     else:
-        raise ValueError(f"y has dtype {y.dtype}: integer class labels are required.")
+        raise ValueError(f"{name} has dtype {y.dtype}: integer class labels are required.")
     if y.size and y.min() < 0:
         raise ValueError(
-            f"y has negative labels (found {_found(y[y < 0])}): class labels must be integers "
+            f"{name} has negative labels (found {_found(y[y < 0])}): class labels must be integers "
             "0 … n_classes-1."
         )
     return y
 
 
-def load_npz(
-    path, *, test_fraction: float = 0.2, seed: int = 0, n_classes: int | None = None
-) -> Dataset:
-    """User data from an `.npz` file with arrays `x` (`(n, ...)` numeric features) and `y`
-    (`(n,)` integer labels `0 … n_classes-1`), split and standardised as `load_dataset`.
-
-    Features with more than one axis per example (`x.ndim > 2`, e.g. `(n, C, H, W)` images)
-    are standardised by one global mean and std, others feature by feature. `n_classes`
-    defaults to `max(y) + 1`; pass it when a class may be missing from the file. The dataset
-    is named after the file's stem.
-    """
-    path = Path(path)
-    x, y = _read_npz(path)
+def _examples(arrays: dict, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One set of examples checked: real finite features, one integer label per example."""
+    x, y = arrays[x_name], arrays[y_name]
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise ValueError(f"x has dtype {x.dtype}: real numeric features are required.")
+        raise ValueError(f"{x_name} has dtype {x.dtype}: real numeric features are required.")
     if x.ndim < 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise ValueError(
-            f"x has shape {x.shape} and y has shape {y.shape}: y must be (n,) with n = x.shape[0]."
+            f"{x_name} has shape {x.shape} and {y_name} has shape {y.shape}: {y_name} must be "
+            f"(n,) with n = {x_name}.shape[0]."
         )
     if x.shape[0] == 0:
-        raise ValueError("x has no examples: at least one example is required.")
+        raise ValueError(f"{x_name} has no examples: at least one example is required.")
     if not np.all(np.isfinite(x)):
-        raise ValueError("x has NaN or infinite entries: finite features are required.")
-    y = _integer_labels(y)
+        raise ValueError(f"{x_name} has NaN or infinite entries: finite features are required.")
+    return x, _integer_labels(y, y_name)
+
+
+def load_npz(
+    path,
+    *,
+    test_fraction: float | None = None,
+    seed: int | None = None,
+    n_classes: int | None = None,
+    train_size: int | None = None,
+) -> Dataset:
+    """User data from an `.npz` file, standardised with the training statistics like
+    `load_dataset`. Two layouts:
+
+    - `x` (`(n, ...)` real features) and `y` (`(n,)` integer labels `0 … n_classes-1`): split
+      as `load_dataset` does, `test_fraction` (default 0.2) and `seed` (default 0).
+    - `x_train`, `y_train`, `x_test`, `y_test`: your own split, used as it is (then
+      `test_fraction` and `seed` are errors); both splits non-empty, with the same feature shape.
+
+    Features with more than one axis per example (e.g. `(n, S, S)` or `(n, C, S, S)` images,
+    channels first) are standardised by one global mean and std, others feature by feature.
+    Labels may be stored as integers or integer-valued floats; at least two classes must
+    appear (in the training split for the second layout). `n_classes` defaults to
+    `max(label) + 1`; pass it when a class may be missing from the file. `train_size` keeps
+    only that many training examples. The dataset is named after the file's stem.
+    """
+    path = Path(path)
+    arrays = _read_npz(path)
+    if "x" in arrays:
+        x, y = _examples(arrays, "x", "y")
+        labels, split = ("y", y), None
+        test_fraction = 0.2 if test_fraction is None else test_fraction
+        seed = 0 if seed is None else seed
+    else:
+        for option, value in (("test_fraction", test_fraction), ("seed", seed)):
+            if value is not None:
+                raise ValueError(
+                    f"{option}={value!r} is invalid: {path.name} holds its own split "
+                    "(x_train, y_train, x_test, y_test)."
+                )
+        x_train, y_train = _examples(arrays, "x_train", "y_train")
+        x_test, y_test = _examples(arrays, "x_test", "y_test")
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise ValueError(
+                f"x_train has feature shape {x_train.shape[1:]} but x_test has "
+                f"{x_test.shape[1:]}: they must match."
+            )
+        x, y = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
+        labels = ("y_train", y_train)
+        split = (np.arange(x_train.shape[0]), np.arange(x_train.shape[0], x.shape[0]))
+    distinct = np.unique(labels[1])
+    if distinct.size < 2:
+        raise ValueError(
+            f"{labels[0]} has only one class (label {distinct[0]}): at least 2 classes are "
+            "required."
+        )
     found = int(y.max()) + 1
     if n_classes is None:
         n_classes = found
     elif _check.positive_int("n_classes", n_classes) < found:
-        raise ValueError(f"n_classes={n_classes} is invalid: y has labels up to {found - 1}.")
-    return _make_dataset(x, y, n_classes, path.stem, test_fraction, seed, per_feature=x.ndim <= 2)
+        raise ValueError(f"n_classes={n_classes} is invalid: the labels go up to {found - 1}.")
+    return _make_dataset(
+        x,
+        y,
+        n_classes,
+        path.stem,
+        test_fraction,
+        seed,
+        per_feature=x.ndim <= 2,
+        train_size=train_size,
+        split=split,
+    )

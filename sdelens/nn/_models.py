@@ -293,13 +293,15 @@ class Transformer(eqx.Module):
 def _image_shape(
     name: str, feature_shape: tuple[int, ...], image_size: int | None
 ) -> tuple[int, int]:
-    """`(channels, side)` of the square images an image model will see, or a ValueError."""
-    if len(feature_shape) == 3 and feature_shape[1] == feature_shape[2]:
-        if image_size is not None and image_size != feature_shape[1]:
+    """`(channels, side)` of the square images an image model will see, or a ValueError.
+    `(S, S)` examples are one channel; `(C, S, S)` are channels first."""
+    square = len(feature_shape) in (2, 3) and feature_shape[-1] == feature_shape[-2]
+    if square:
+        if image_size is not None and image_size != feature_shape[-1]:
             raise ValueError(
                 f"image_size={image_size} is invalid: the data has images of shape {feature_shape}."
             )
-        return feature_shape[0], feature_shape[1]
+        return (feature_shape[0] if len(feature_shape) == 3 else 1), feature_shape[-1]
     size = math.prod(feature_shape)
     if image_size is not None:
         side = _check.positive_int("image_size", image_size)
@@ -313,8 +315,8 @@ def _image_shape(
     if name == "transformer" and len(feature_shape) == 1 and math.isqrt(size) ** 2 == size:
         return 1, math.isqrt(size)
     raise ValueError(
-        f"model={name!r} needs square images (channels, S, S); the data has feature shape "
-        f"{feature_shape} (load digits with image=True, or pass image_size)."
+        f"model={name!r} needs square images (S, S) or (channels, S, S); the data has feature "
+        f"shape {feature_shape} (load digits with image=True, or pass image_size)."
     )
 
 
@@ -333,8 +335,9 @@ def make_model(
     - `name`: `"mlp"`, `"lenet"` (alias `"cnn"`), `"resnet"` or `"transformer"`.
     - `n_classes`: number of logits.
     - `feature_shape`: shape of one example, e.g. `Dataset.feature_shape`. The image models
-      need `(C, S, S)` images, or flat features together with `image_size=S` (the
-      Transformer also takes a flat perfect square such as `(64,)` as one 8×8 channel).
+      need `(C, S, S)` (channels first) or `(S, S)` images, or flat features together with
+      `image_size=S` (the Transformer also takes a flat perfect square such as `(64,)` as one
+      8×8 channel).
     - `key`: initialisation key. `eqx.filter_vmap(lambda k: make_model(..., key=k))(keys)`
       builds a stacked ensemble.
     - `kwargs`: passed to the model (`width`, `depth`, `n_blocks`, `d_model`, `patch`, ...).
