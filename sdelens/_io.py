@@ -262,7 +262,8 @@ def read(path: str | os.PathLike) -> tuple[dict, dict[str, Record], dict[str, np
     if not isinstance(runs, dict) or not all(isinstance(m, dict) for m in runs.values()):
         raise ValueError(f"{summary_file}: its 'runs' entry is not a map of name -> manifest.")
     try:
-        with np.load(arrays_file, allow_pickle=False) as data:
+        # our own handle: np.load leaves the file it opened open when the archive is damaged
+        with open(arrays_file, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             stored = {key: data[key] for key in data.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
         raise ValueError(

@@ -283,12 +283,12 @@ def test_a_killed_writer_leaves_the_old_or_the_new_result(tmp_path):
 
     def write(tag, stage="none", delay=None):
         command = [sys.executable, str(script), str(path), str(tag), stage]
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "start"
-        if delay is not None:
-            time.sleep(delay)
-            child.send_signal(signal.SIGKILL)
-        child.wait()
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+            assert child.stdout.readline().strip() == "start"
+            if delay is not None:
+                time.sleep(delay)
+                child.send_signal(signal.SIGKILL)
+            child.wait()
         summary, records, _, _ = _io.read(path)
         arrays, manifest = records["run"]
         assert summary["tag"] == manifest["tag"] == int(arrays["tag"])

@@ -219,9 +219,15 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     wrong with the file."""
     if not path.is_file():
         raise ValueError(f"path={str(path)!r} is invalid: no such file.")
+    # our own handle: np.load leaves the file it opened open when the archive is damaged
+    with open(path, "rb") as handle:
+        return _read_archive(path, handle)
+
+
+def _read_archive(path: Path, handle) -> dict[str, np.ndarray]:
     unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(handle, allow_pickle=False)
     except unreadable as error:
         raise ValueError(
             f"path={str(path)!r} is invalid: not a readable .npz file "
