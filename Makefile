@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test docs bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 tests
-	$(BIN)/python -m pytest -q -n 2 --nbmake --nbmake-timeout=600 notebooks
+	$(MAKE) docs
+
+# The API reference from the docstrings and the notebooks, executed (a failing cell or a broken
+# reference fails the strict build), into site/.
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs build --strict
 
 PEERS := benchmarks/.venv-peers
 
@@ -45,4 +50,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(PEERS) results .pytest_cache .import_linter_cache
+	rm -rf $(VENV) $(PEERS) results site .pytest_cache .import_linter_cache

@@ -32,6 +32,7 @@ def scale(opt: AbstractOptimizer, kappa: float, rule: str | None = None) -> Abst
     """Hyperparameters for batch size `κ B`, given `opt` tuned for batch `B` (docs/math.md §6).
 
     The gradient noise then shrinks as `s → s/√κ` (`scale_noise`). Rules:
+
     - `"linear"` (SGD): `η → κ η`.
     - `"sqrt"` (SignSGD): `η → √κ η` (keeps phase-3 dynamics and the floor).
     - `"malladi"` (RMSprop, Adam; Malladi et al. 2022): `η → √κ η`, `1 - βᵢ → κ (1 - βᵢ)`,
