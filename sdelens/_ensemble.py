@@ -91,6 +91,14 @@ class RunStats:
         return float(np.sqrt(max(var, 0.0) / n))
 
     @property
+    def hist_outside(self) -> np.ndarray | None:
+        """`(S, k)` finite values at each save that fell outside the histogram's edges (counted,
+        not lost: the finite-path count minus what the bins hold)."""
+        if self.hist_counts is None:
+            return None
+        return self.count[:, None] - self.hist_counts.sum(axis=-1)
+
+    @property
     def loss_var(self) -> np.ndarray:
         return _unbiased(self.loss_m2, self.count)
 

@@ -201,12 +201,16 @@ def _marginal(ax, run: Run, x, moments, i: int, burn_in: float, label, colour, b
         edges = np.asarray(stats.hist.edges)
         counts = stats.hist_counts[keep, stats.hist.coords.index(i)].sum(axis=0)
         if counts.sum() > 0:
+            # a density of all finite values: what fell outside the edges is said, not dropped
+            total = float(stats.count[keep].sum())
+            outside = 1.0 - counts.sum() / total
+            note = f", {outside:.1%} outside its edges" if outside > 0 else ""
             ax.stairs(
-                counts / (counts.sum() * np.diff(edges)),
+                counts / (total * np.diff(edges)),
                 edges,
                 color=colour,
                 lw=1.5,
-                label=f"{label} (kept histogram)",
+                label=f"{label} (kept histogram{note})",
             )
             return float(edges[0]), float(edges[-1])
     mean, sd = moments.mean[i], np.sqrt(moments.cov[i, i])

@@ -119,13 +119,20 @@ def test_stationary_of_statistics_only_runs_draws_their_moments(both):
     line = fig.axes[1].get_lines()[0]
     peak = 1 / np.sqrt(2 * np.pi * est.cov[1, 1])  # the Gaussian's height at its mean
     assert line.get_ydata().max() == pytest.approx(peak, rel=1e-3)
-    edges = np.linspace(-0.5, 0.5, 21)
+    edges = np.linspace(-0.1, 0.1, 21)  # ±2 sd of x[1]: some values fall outside
     hist = sl.simulate(sl.SGD(lr=0.01), PROB, X0, hist=([1], edges), **kw)
     fig = sl.plot.stationary(hist)
     assert _labels(fig) == ["SDE (Gaussian of its moments)"]  # coordinate 0 was not histogrammed
-    (stairs,) = [p for p in fig.axes[1].patches if p.get_label() == "SDE (kept histogram)"]
-    counts = hist.stats.hist_counts[20:, 0].sum(0)
-    np.testing.assert_allclose(stairs.get_data().values, counts / counts.sum() / 0.05, rtol=1e-12)
+    stats = hist.stats
+    outside = stats.hist_outside[20:, 0].sum() / stats.count[20:].sum()
+    assert 0.01 < outside < 0.15  # about 5% beyond 2 sd, counted, not lost
+    x_direct = sl.simulate(sl.SGD(lr=0.01), PROB, X0, **{**kw, "keep": "paths"}).x[:, 20:, 1]
+    assert outside == pytest.approx(np.mean(np.abs(x_direct) >= 0.1), abs=2e-3)
+    label = f"SDE (kept histogram, {outside:.1%} outside its edges)"
+    (stairs,) = [p for p in fig.axes[1].patches if p.get_label() == label]
+    counts = stats.hist_counts[20:, 0].sum(0)
+    want = counts / stats.count[20:].sum() / 0.01
+    np.testing.assert_allclose(stairs.get_data().values, want, rtol=1e-12)
     with pytest.raises(ValueError, match="coords"):
         sl.plot.stationary(both.ref, coords=[5])
     with pytest.raises(ValueError, match="burn_in"):
