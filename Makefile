@@ -28,9 +28,10 @@ test: $(VENV)/.installed-dev
 	$(MAKE) docs
 
 # The API reference from the docstrings and the notebooks, executed (a failing cell or a broken
-# reference fails the strict build), into site/.
+# reference fails the strict build), into site/. mkdocs-jupyter has no per-cell timeout: a hung
+# notebook must not hang CI, so the whole build gets 30 minutes (it takes about 5).
 docs: $(VENV)/.installed-dev
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 timeout 1800 $(BIN)/mkdocs build --strict
 
 PEERS := benchmarks/.venv-peers
 
