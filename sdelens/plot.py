@@ -44,6 +44,8 @@ __all__ = [
 
 _PHASE_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c")
 _KIND_LABELS = {"optimizer": "optimizer", "sde": "SDE"}  # Run.kind as a legend says it
+# Every legend passes `loc`: when matplotlib picks "best" itself and the search takes over a
+# second (much data, a loaded machine) it warns, and no warning may reach the user.
 
 
 def _new_axes(ax, **kwargs):
@@ -94,7 +96,7 @@ def curves(ts, values: dict, *, ylabel: str, ax=None, xlabel: str = "t = k·η")
     ax.set_ylabel(ylabel)
     ax.set_title(f"final {ylabel} (± 2 SE): " + ", ".join(finals), fontsize=9)
     handles = ax.get_legend_handles_labels()[0]
-    ax.legend(handles=[*handles, Patch(color="gray", alpha=0.25, label="± 2 SE band")])
+    ax.legend(loc="best", handles=[*handles, Patch(color="gray", alpha=0.25, label="± 2 SE band")])
     fig.tight_layout()
     return fig
 
@@ -129,7 +131,7 @@ def trajectories(
         ax.set_yscale("log")
     ax.set_xlabel("t = k·η")
     ax.set_ylabel("E f(x)")
-    ax.legend()
+    ax.legend(loc="best")
     return fig
 
 
@@ -282,7 +284,7 @@ def stationary(
         ax.set_title("var: " + ", ".join(parts), fontsize=8)
         ax.set_xlabel(f"x[{i}]")
         ax.set_ylabel("density")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(loc="upper right", fontsize=7)  # "best" searches every histogram bar
     if d >= 2:
         ax = axes[-1]
         handles = []
@@ -300,7 +302,7 @@ def stationary(
                 )
             handles.append(plt.Line2D([], [], color="k", ls="--", label="theory 1σ, 2σ"))
         ax.autoscale_view()
-        ax.legend(handles=handles, fontsize=7)
+        ax.legend(handles=handles, loc="upper right", fontsize=7)  # thousands of points
         ax.set_xlabel("x[0]")
         ax.set_ylabel("x[1]")
         ax.set_title("coordinates 0 and 1", fontsize=8)
@@ -369,7 +371,7 @@ def noise_scaling(scales, losses, *, labels=None, theory=None, errors=None, ax=N
         ax.set_title("every run diverged: nothing to plot", fontsize=10)
     ax.set_xlabel("noise scale")
     ax.set_ylabel("stationary E f")
-    ax.legend(fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return fig
 
 
@@ -407,7 +409,7 @@ def phases(run: Run, noise, problem, *, path: int = 0):
             run.ts, np.nanmean(phase == p, axis=1), color=_PHASE_COLOURS[p - 1], label=f"phase {p}"
         )
     top.set_ylabel("fraction of coords")
-    top.legend(fontsize=8, ncol=3)
+    top.legend(loc="best", fontsize=8, ncol=3)
     cmap = plt.matplotlib.colors.ListedColormap(_PHASE_COLOURS)
     image = bottom.imshow(
         phase.T,
@@ -447,7 +449,7 @@ def scaling(check):
     ax.set_title(
         f"rule {check.rule} {verdict}: floors {check.stationary_rel_diff:.1%} apart", fontsize=10
     )
-    ax.legend(fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return fig
 
 
@@ -468,7 +470,7 @@ def weak_order(result, *, ax=None):
     ax.set_yscale("log")
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("weak error")
-    ax.legend(fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return fig
 
 
@@ -534,7 +536,7 @@ def compute_fair(result, *, x: str = "grad_evals", y: str = "loss", ax=None):
     ax.set_title(
         f"{ax.get_ylabel()} at equal gradient evaluations ({runs}, mean ± 2 SE)", fontsize=10
     )
-    ax.legend()
+    ax.legend(loc="best")
     fig.tight_layout()
     return fig
 
@@ -580,7 +582,7 @@ def hessian_spectra(spectra: dict, *, ax=None):
     ax.set_xlabel("Hessian eigenvalue λ")
     ax.set_ylabel("density (SLQ)")
     ax.set_title("Hessian spectral densities (stochastic Lanczos quadrature)", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -638,7 +640,7 @@ def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
     ax.set_title(
         f"γ = {gamma:g}: narrow minimum at {float(narrow[0]):g}, wide at {float(wide[0]):g}"
     )
-    ax.legend(fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     return fig
 
