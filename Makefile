@@ -51,4 +51,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(PEERS) results site .pytest_cache .import_linter_cache
+	rm -rf $(VENV) $(PEERS) results site .pytest_cache .import_linter_cache .hypothesis
