@@ -17,7 +17,8 @@ def is_concrete(value) -> bool:
     return not isinstance(value, Tracer)
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """`value` as an error message quotes it: a number, a short list, or an array's shape."""
     arr = np.asarray(value)
     if arr.size <= 6:
         if arr.ndim == 0:
@@ -26,6 +27,12 @@ def _short(value) -> str:
             return "[" + ", ".join(f"{v:.4g}" for v in arr.tolist()) + "]"
         return np.array2string(arr, precision=4)
     return f"array of shape {arr.shape}"
+
+
+def error_line(error: BaseException) -> str:
+    """`"TypeName: first line of the message"`: someone else's exception, quoted in one line."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _numbers(name: str, value, *, scalar: bool) -> np.ndarray:
@@ -39,7 +46,7 @@ def _numbers(name: str, value, *, scalar: bool) -> np.ndarray:
         raise ValueError(f"{name}={value!r} is invalid: a number is required.") from None
     if scalar and arr.ndim:
         raise ValueError(
-            f"{name}={_short(value)} is invalid: one number is required, not an array of shape "
+            f"{name}={short(value)} is invalid: one number is required, not an array of shape "
             f"{arr.shape}."
         )
     return arr
@@ -74,7 +81,7 @@ def array(name: str, *, optional: bool = False):
         overflow = np.isfinite(given) & ~np.isfinite(np.asarray(out, dtype=float))
         if np.any(overflow):
             raise ValueError(
-                f"{name}={_short(value)} is invalid: {_short(given[overflow])} overflows "
+                f"{name}={short(value)} is invalid: {short(given[overflow])} overflows "
                 f"{out.dtype} (largest {float(jnp.finfo(out.dtype).max):.4g}); enable "
                 "jax_enable_x64 for larger values."
             )
@@ -92,13 +99,13 @@ def positive_finite(name: str, value, *, allow_zero: bool = False, scalar: bool 
     bound_ok = arr >= 0 if allow_zero else arr > 0
     if arr.size == 0 or not np.all(np.isfinite(arr)) or not np.all(bound_ok):
         allowed = "finite and >= 0" if allow_zero else "finite and > 0"
-        raise ValueError(f"{name}={_short(value)} is invalid: every entry must be {allowed}.")
+        raise ValueError(f"{name}={short(value)} is invalid: every entry must be {allowed}.")
 
 
 def finite(name: str, value) -> None:
     """Every entry of `value` is a finite number."""
     if is_concrete(value) and not np.all(np.isfinite(_numbers(name, value, scalar=False))):
-        raise ValueError(f"{name}={_short(value)} is invalid: every entry must be finite.")
+        raise ValueError(f"{name}={short(value)} is invalid: every entry must be finite.")
 
 
 def in_interval(name: str, value, low: float, high: float, *, closed_high: bool = False) -> None:

@@ -118,11 +118,6 @@ _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 IS_A_PROBLEM = "an sdelens problem (sl.Quadratic, sl.Problem, sl.NetworkProblem, ...)"
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
 def _from_function(spec: str, key: PRNGKeyArray | None) -> AbstractProblem:
     """`module:function` imported and called (`problem_by_name`), every failure a ValueError
     naming `problem`, the value and what is allowed."""
@@ -151,7 +146,7 @@ def _from_function(spec: str, key: PRNGKeyArray | None) -> AbstractProblem:
     try:
         problem = target(**kwargs)
     except Exception as error:  # the user's code: any failure, in one line
-        raise ValueError(f"{bad}: {call} raised {_first_line(error)}") from error
+        raise ValueError(f"{bad}: {call} raised {_check.error_line(error)}") from error
     if not isinstance(problem, AbstractProblem):
         raise ValueError(
             f"{bad}: {call} returned an object of type {type(problem).__name__}; "
@@ -175,9 +170,13 @@ def _import(module_name: str, bad: str):
                 f"{bad}: no module named {missing!r} in the current directory ({cwd}) or on "
                 "sys.path; 'module:function' needs an importable module."
             ) from error
-        raise ValueError(f"{bad}: importing {module_name} raised {_first_line(error)}") from error
+        raise ValueError(
+            f"{bad}: importing {module_name} raised {_check.error_line(error)}"
+        ) from error
     except Exception as error:  # a syntax error, or the module's own code failing
-        raise ValueError(f"{bad}: importing {module_name} raised {_first_line(error)}") from error
+        raise ValueError(
+            f"{bad}: importing {module_name} raised {_check.error_line(error)}"
+        ) from error
     finally:
         if cwd in sys.path:  # the first occurrence: the one put there above
             sys.path.remove(cwd)

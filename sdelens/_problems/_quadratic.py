@@ -44,7 +44,7 @@ class Quadratic(AbstractProblem):
         d = self.h.shape[0]
         if self.minimum is not None and jnp.shape(self.minimum) != (d,):
             raise ValueError(
-                f"minimum={_check._short(self.minimum)} is invalid: shape ({d},) is required, "
+                f"minimum={_check.short(self.minimum)} is invalid: shape ({d},) is required, "
                 f"not {jnp.shape(self.minimum)}."
             )
         if self.minimum is not None:

@@ -230,8 +230,7 @@ def _read_archive(path: Path, handle) -> dict[str, np.ndarray]:
         archive = np.load(handle, allow_pickle=False)
     except unreadable as error:
         raise ValueError(
-            f"path={str(path)!r} is invalid: not a readable .npz file "
-            f"({type(error).__name__}: {_first_line(error)})."
+            f"path={str(path)!r} is invalid: not a readable .npz file ({_check.error_line(error)})."
         ) from error
     if not hasattr(archive, "files"):  # a single .npy array, not an archive
         raise ValueError(f"path={str(path)!r} is invalid: an .npz archive is required.")
@@ -257,13 +256,8 @@ def _read_archive(path: Path, handle) -> dict[str, np.ndarray]:
         except unreadable as error:
             raise ValueError(
                 f"path={str(path)!r} is invalid: its arrays cannot be read "
-                f"({type(error).__name__}: {_first_line(error)})."
+                f"({_check.error_line(error)})."
             ) from error
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else "no message"
 
 
 def _integer_labels(y: np.ndarray, name: str = "y") -> np.ndarray:
