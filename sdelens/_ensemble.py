@@ -125,19 +125,18 @@ class RunStats:
         if self.hist_counts is not None:
             counts = self.hist_counts + other.hist_counts
         blocks = {}
-        if self.block_m2 is not None and other.block_m2 is not None:
-            b_a, b_b = float(self.block_count), float(other.block_count)
+        if self.block_m2 is not None and other.block_m2 is not None:  # the same update, δ δᵀ
+            b_a, b_b = self.block_count, other.block_count
             b_n = b_a + b_b
-            mean_a = self.block_mean if b_a > 0 else np.zeros_like(other.block_mean)
-            mean_b = other.block_mean if b_b > 0 else np.zeros_like(mean_a)
+            mean_a, mean_b = _filled(self.block_mean, b_a), _filled(other.block_mean, b_b)
             delta = mean_b - mean_a
             blocks = {
                 "block_edges": self.block_edges,
-                "block_count": np.asarray(b_n),
-                "block_mean": mean_a + delta * (b_b / b_n) if b_n > 0 else mean_a * np.nan,
+                "block_count": b_n,
+                "block_mean": _empty_nan(mean_a + delta * (b_b / max(b_n, 1)), b_n),
                 "block_m2": self.block_m2
                 + other.block_m2
-                + np.outer(delta, delta) * (b_a * b_b / b_n if b_n > 0 else 0.0),
+                + np.outer(delta, delta) * (b_a * b_b / max(b_n, 1)),
             }
         return RunStats(
             count=n,
