@@ -126,8 +126,11 @@ def solve_paths(
 def optimize_paths(opt, problem, x0s, keys, n_steps: int, save_every: int):
     """`(states, loss)` of every run of the discrete optimizer, saved like `solve_paths`.
 
-    Step `k` of run `r` sees `problem.stochastic_grad(x, fold_in(key_r, k))`; the inner chain
-    of Entropy-SGD draws from `fold_in(fold_in(key_r, k), 1)`. `lax.scan` over steps (an outer
+    Step `k` of run `r` sees `problem.stochastic_grad(x, fold_in(key_r, k))`. Optimizers that
+    evaluate more gradients get `grad_fn=problem.stochastic_grad` and two keys: `noise_key`,
+    the key of this step's draw (SAM's second gradient reuses it: the same noise, the same
+    minibatch), and `key = fold_in(fold_in(key_r, k), 1)` for fresh draws (Entropy-SGD's inner
+    chain). `lax.scan` over steps (an outer
     scan over saves, so memory grows with the saves, not the steps) under `vmap` over runs.
     """
     # Plain optimizers ignore the extra arguments; Entropy-SGD's inner chain needs them.
@@ -139,7 +142,12 @@ def optimize_paths(opt, problem, x0s, keys, n_steps: int, save_every: int):
             key_k = jax.random.fold_in(key, k)
             g = problem.stochastic_grad(x, key_k)
             updates, state = tx.update(
-                g, state, x, grad_fn=problem.stochastic_grad, key=jax.random.fold_in(key_k, 1)
+                g,
+                state,
+                x,
+                grad_fn=problem.stochastic_grad,
+                key=jax.random.fold_in(key_k, 1),
+                noise_key=key_k,
             )
             return (optax.apply_updates(x, updates), state), None
 

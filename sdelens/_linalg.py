@@ -8,7 +8,7 @@ import numpy as np
 import scipy.linalg
 from jaxtyping import Array, Float
 
-__all__ = ["lyapunov", "psd_sqrt"]
+__all__ = ["lyapunov", "discrete_lyapunov", "psd_sqrt"]
 
 
 def lyapunov(drift_matrix, diffusion_cov) -> np.ndarray:
@@ -31,6 +31,28 @@ def lyapunov(drift_matrix, diffusion_cov) -> np.ndarray:
             "the SDE has no stationary distribution."
         )
     c = scipy.linalg.solve_continuous_lyapunov(a, -q)
+    return 0.5 * (c + c.T)
+
+
+def discrete_lyapunov(transition, noise_cov) -> np.ndarray:
+    """Stationary covariance of the linear recursion `y ← A y + ξ`, `Cov ξ = Q`: the solution
+    of `C = A C Aᵀ + Q` (`scipy.linalg.solve_discrete_lyapunov`). The exact stationary law of
+    an optimizer that is linear on a quadratic (heavy-ball SGD, USAM). `A` must be stable
+    (spectral radius < 1), else no stationary distribution exists.
+    """
+    a = np.asarray(transition, dtype=float)
+    q = np.asarray(noise_cov, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
+        raise ValueError(
+            f"transition {a.shape} and noise_cov {q.shape} must be square of one size."
+        )
+    radius = float(np.abs(np.linalg.eigvals(a)).max())
+    if radius >= 1:
+        raise ValueError(
+            f"transition is not stable (spectral radius {radius:.4g} >= 1): the recursion has "
+            "no stationary distribution."
+        )
+    c = scipy.linalg.solve_discrete_lyapunov(a, q)
     return 0.5 * (c + c.T)
 
 

@@ -43,6 +43,7 @@ class AbstractAdaptiveOptimizer(AbstractOptimizer):
     eps: eqx.AbstractVar[float]
     weight_decay: eqx.AbstractVar[float]
     scaling_rules: ClassVar[tuple[str, ...]] = ("malladi", "compagnoni")
+    coordinatewise: ClassVar[bool] = True
 
     def __check_init__(self):
         _check.positive_finite("lr", self.lr, scalar=True)

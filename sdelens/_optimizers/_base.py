@@ -37,11 +37,15 @@ class AbstractOptimizer(eqx.Module):
     fixed `ρ = (1-β)/η` by `with_lr`), the batch-size scaling rules it admits
     (`scaling_rules`, `default_scaling_rule`), its stationary covariance on a quadratic where a
     closed form exists (`stationary_cov`), and how to rebuild it with other hyperparameters
-    (`replace`, which validates like the constructor).
+    (`replace`, which validates like the constructor), and whether its update acts coordinate by
+    coordinate (`coordinatewise`: coordinate `i` of the new state depends on coordinate `i` of
+    the gradient, the parameters and the state only), which lets the moment-matched SDE
+    (`form="moments"`) take its moments by one-dimensional quadrature per coordinate.
     """
 
     lr: eqx.AbstractVar[float]
     weight_decay: eqx.AbstractVar[float]
+    coordinatewise: eqx.AbstractVar[bool]
     decay_names: eqx.AbstractClassVar[tuple[str, ...]]
     scaling_rules: eqx.AbstractClassVar[tuple[str, ...]]
 

@@ -89,6 +89,7 @@ class EntropySGD(AbstractOptimizer):
     friction: float = eqx.field(converter=_check.number("friction"), default=0.1)
     decay_names: ClassVar[tuple[str, ...]] = ()
     scaling_rules: ClassVar[tuple[str, ...]] = ()
+    coordinatewise: ClassVar[bool] = False  # the inner chain's gradients mix coordinates
 
     def __check_init__(self):
         _check.positive_finite("lr", self.lr, scalar=True)

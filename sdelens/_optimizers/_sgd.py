@@ -20,6 +20,7 @@ class AbstractStatelessOptimizer(AbstractOptimizer):
 
     lr: eqx.AbstractVar[float]
     decay_names: ClassVar[tuple[str, ...]] = ()
+    coordinatewise: ClassVar[bool] = True
 
     def __check_init__(self):
         _check.positive_finite("lr", self.lr, scalar=True)
