@@ -17,11 +17,16 @@ from ._noise import (
 )
 from ._optimizers import (
     OPTIMIZERS as OPTIMIZERS,
+    SAM as SAM,
     SGD as SGD,
     AbstractOptimizer as AbstractOptimizer,
     Adam as Adam,
     AdamState as AdamState,
     EntropySGD as EntropySGD,
+    Lion as Lion,
+    LionState as LionState,
+    MomentumState as MomentumState,
+    Optax as Optax,
     ParamState as ParamState,
     RelaxationState as RelaxationState,
     RMSprop as RMSprop,
@@ -48,13 +53,18 @@ from ._run import (
 )
 from ._scaling import RULES as RULES, scale as scale, scale_noise as scale_noise, with_lr as with_lr
 from ._sde import (
+    SAMSDE as SAMSDE,
     SGDSDE as SGDSDE,
+    USAMSDE as USAMSDE,
     AbstractOptimizerSDE as AbstractOptimizerSDE,
     AdamMalladiSDE as AdamMalladiSDE,
     AdamSDE as AdamSDE,
     EntropySGDSDE as EntropySGDSDE,
+    LionSDE as LionSDE,
+    MomentsSDE as MomentsSDE,
     RMSpropMalladiSDE as RMSpropMalladiSDE,
     RMSpropSDE as RMSpropSDE,
+    SecondOrderSGDSDE as SecondOrderSGDSDE,
     SignSGDSDE as SignSGDSDE,
     sde_for as sde_for,
     sde_forms as sde_forms,

@@ -136,6 +136,7 @@ def simulate(
     solver: diffrax.AbstractSolver | None = None,
     form: str = "default",
     substeps: int = 1,
+    nodes: int | None = None,
     keep: str = "paths",
     chunk_size: int | None = None,
     hist=None,
@@ -166,7 +167,8 @@ def simulate(
     solution. With `substeps=1` Euler's step is the optimizer's own; for SGD with Gaussian noise
     on a quadratic it *is* the optimizer in law, so measuring the SDE's weak error against the
     optimizer needs `substeps > 1` (see `weak_order`). `form` picks the SDE's published form
-    (`sde_for`).
+    (`sde_for`); `form="moments"` is the moment-matched SDE of any optimizer (`MomentsSDE`,
+    docs/math.md §10) with `nodes` quadrature nodes or Monte Carlo draws per evaluation.
 
     **Scale** (shared with `run_optimizer`): `keep="stats"` keeps only per-save statistics
     (`Run.stats`: finite-path count, mean and variance of the loss and of each coordinate, and
@@ -189,7 +191,7 @@ def simulate(
             f"solver={type(solver).__name__} is invalid: an SDE solver is required "
             "(Itô: Euler, ItoMilstein; Stratonovich: Heun, EulerHeun, Midpoint, ...)."
         )
-    sde = sde_for(opt, prob, form=form)
+    sde = sde_for(opt, prob, form=form, nodes=nodes)
 
     def core(x0s_chunk, keys_chunk):
         return solve_paths(
@@ -203,7 +205,9 @@ def simulate(
             substeps,
         )
 
-    extra = {"solver": type(solver).__name__, "form": form, "substeps": substeps}
+    extra = {"solver": type(solver).__name__, "form": sde.form, "substeps": substeps}
+    if sde.form == "moments":
+        extra.update(rule=sde.rule, nodes=sde.nodes)
     return _run("sde", core, plan, extra, grad_evals=plan.n_steps * substeps)
 
 

@@ -103,6 +103,7 @@ def linearised_stationary(
     at=None,
     *,
     form: str = "default",
+    nodes: int | None = None,
     newton_steps: int = 30,
 ) -> Stationary:
     """Stationary law of any optimizer's SDE, linearised at its rest point (docs/math.md §5).
@@ -118,7 +119,7 @@ def linearised_stationary(
     for quadratics). `state_mean`, `state_cov` keep the whole state, e.g. `(x, m, v)` for Adam.
     Valid for small `η` (the linearisation keeps the SDE's `O(η)` terms).
     """
-    sde = sde_for(opt, prob, form=form)
+    sde = sde_for(opt, prob, form=form, nodes=nodes)
     if at is None:
         if not isinstance(prob, Quadratic):
             raise ValueError(

@@ -53,7 +53,11 @@ def test_names_and_hyperparameters():
         sl.RMSprop(0.1).name == "rmsprop" and sl.RMSprop(0.1, weight_decay=0.1).name == "rmspropw"
     )
     assert sl.Adam(0.1).name == "adam" and sl.Adam(0.1, weight_decay=0.1).name == "adamw"
-    assert sl.SGD(lr=jnp.asarray(0.1)).hyperparameters() == {"lr": pytest.approx(0.1)}
+    assert sl.SGD(lr=jnp.asarray(0.1)).hyperparameters() == {
+        "lr": pytest.approx(0.1),
+        "momentum": 0.0,
+        "nesterov": False,
+    }
     hp = sl.Adam(lr=0.1, beta1=0.8).hyperparameters()
     assert hp == {
         "lr": pytest.approx(0.1),

@@ -48,7 +48,8 @@ def test_options_reach_the_fields_they_name():
     # Defaults where an option is not given; unknown keys are ignored, not an error.
     plain = sl.optimizer_by_name("adam", 0.1, momentum=0.9, colour="red")
     assert (plain.beta1, plain.beta2, plain.weight_decay) == (0.9, 0.999, 0.0)
-    assert sl.optimizer_by_name("sgd", 0.1, weight_decay=0.5).hyperparameters() == {"lr": 0.1}
+    sgd = sl.optimizer_by_name("sgd", 0.1, weight_decay=0.5)
+    assert sgd.hyperparameters() == {"lr": 0.1, "momentum": 0.0, "nesterov": False}
 
 
 def test_weight_decay_rules():

@@ -139,3 +139,50 @@ def test_correlated_noise_covariance_matches_lyapunov():
     assert np.all(np.abs(per_path.mean(0) - th.cov) <= 4 * se + LR * th.cov.max())
     # The off-diagonal is really there (correlated noise, positively correlated iterates).
     assert th.cov[0, 1] > 0.3 * th.cov[0, 0]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_is_optax_sgd_with_momentum(nesterov):
+    """`m ← βm + g`, `x ← x - η m` (Nesterov: `x - η(g + βm)`), exactly `optax.sgd(lr, β,
+    nesterov)`, on `MomentumState(x, m)`."""
+    opt = sl.SGD(lr=0.1, momentum=0.8, nesterov=nesterov)
+    tx, ref = opt.to_optax(), optax.sgd(0.1, momentum=0.8, nesterov=nesterov)
+    x = jnp.array([0.4, -0.8, 1.0])
+    state, ref_state, mine, m = tx.init(x), ref.init(x), x, jnp.zeros(3)
+    assert type(opt.initial_state(x)) is sl.MomentumState
+    np.testing.assert_array_equal(opt.initial_state(x).m, 0.0)
+    for g in (jnp.array([0.3, -1.2, 0.0]), jnp.array([-0.5, 0.1, 2.0]), jnp.array([1.0, 1.0, 1.0])):
+        updates, state = tx.update(g, state, x)
+        ref_updates, ref_state = ref.update(g, ref_state, x)
+        np.testing.assert_array_equal(updates, ref_updates)
+        m = 0.8 * m + g
+        mine = mine - 0.1 * ((g + 0.8 * m) if nesterov else m)
+        x = optax.apply_updates(x, updates)
+        np.testing.assert_allclose(x, mine, rtol=1e-6)
+        y = opt.state(x, state)
+        assert type(y) is sl.MomentumState and y.x is x
+        np.testing.assert_allclose(y.m, m, rtol=1e-6)
+
+
+def test_momentum_declarations_and_rebuilding():
+    """β is held fixed by `with_lr` (no decay names), the batch rule stays linear, the name
+    stays "sgd"; zero momentum (with or without Nesterov) is plain SGD on `ParamState`."""
+    opt = sl.SGD(lr=0.01, momentum=0.9, nesterov=True)
+    assert opt.name == "sgd" and opt.decay_names == () and opt.coordinatewise
+    assert opt.hyperparameters() == {"lr": 0.01, "momentum": 0.9, "nesterov": True}
+    assert opt.with_lr(0.005) == sl.SGD(lr=0.005, momentum=0.9, nesterov=True)
+    assert sl.scale(opt, 4.0) == sl.SGD(lr=0.04, momentum=0.9, nesterov=True)
+    assert opt.default_scaling_rule() == "linear"
+    assert opt.replace(momentum=0.5).momentum == 0.5
+    assert sl.optimizer_by_name("sgd", 0.01, momentum=0.9, nesterov=True) == opt
+    x = jnp.array([1.0, 2.0])
+    for plain in (sl.SGD(lr=0.1), sl.SGD(lr=0.1, nesterov=True)):
+        assert type(plain.initial_state(x)) is sl.ParamState
+        tx = plain.to_optax()
+        updates, state = tx.update(x, tx.init(x), x)
+        np.testing.assert_array_equal(updates, -0.1 * x)
+        assert type(plain.state(x, state)) is sl.ParamState
+    with pytest.raises(ValueError, match=r"momentum=1.0 is invalid: allowed range is \[0.0, 1.0\)"):
+        sl.SGD(lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="momentum='x' is invalid: a number is required"):
+        sl.SGD(lr=0.1, momentum="x")

@@ -2,6 +2,7 @@
 bad choices."""
 
 import jax.numpy as jnp
+import optax
 import pytest
 
 import sdelens as sl
@@ -16,12 +17,15 @@ ENTROPY = sl.EntropySGD(lr=0.1, gamma=1.0, inner_lr=0.01, inner_steps=5, tempera
 @pytest.mark.parametrize(
     "opt,forms",
     [
-        (sl.SGD(lr=0.1), ("default",)),
-        (sl.SignSGD(lr=0.1), ("default",)),
-        (sl.RMSprop(lr=0.1), ("default", "malladi")),
-        (sl.RMSprop(lr=0.1, weight_decay=0.5), ("default", "malladi")),
-        (ADAM, ("default", "malladi")),
-        (ENTROPY, ("default",)),
+        (sl.SGD(lr=0.1), ("default", "second_order", "moments")),
+        (sl.SGD(lr=0.1, momentum=0.9), ("default", "moments")),
+        (sl.SignSGD(lr=0.1), ("default", "moments")),
+        (sl.RMSprop(lr=0.1), ("default", "malladi", "moments")),
+        (sl.RMSprop(lr=0.1, weight_decay=0.5), ("default", "malladi", "moments")),
+        (ADAM, ("default", "malladi", "moments")),
+        (ENTROPY, ("default", "moments")),
+        (sl.SAM(lr=0.1, rho=0.05), ("default", "moments")),
+        (sl.Optax(lambda lr: optax.adabelief(lr), lr=0.1), ("moments",)),
     ],
 )
 def test_sde_forms(opt, forms):

@@ -144,6 +144,16 @@ class AbstractAdditiveNoise(AbstractNoise):
         """The per-coordinate width `w` of that linearisation (Gaussian: the std; Student-t: the
         scale), which also sets the SignSGD phases."""
 
+    def sign_noise_moment(self, grad: Float[Array, " d"]) -> Float[Array, " d"]:
+        """`E[sign(grad + Z) Z]` componentwise (`= Cov(sign(grad + Z), Z)`, as `E Z = 0`): how
+        the sign of a gradient moves with its noise, which Lion's SDE needs for the covariance
+        of its `x` and `m` increments (docs/math.md §11.1). Closed forms for diagonal
+        `GaussianNoise` and `StudentTNoise`; other models raise NotImplementedError."""
+        raise NotImplementedError(
+            f"{self.label} has no closed form for E[sign(g) Z] (the Lion SDE needs it, per "
+            "coordinate, with independent coordinates): use form='moments'."
+        )
+
     def check_problem(self, problem: ProblemLike) -> None:
         if self.dim is not None and problem.dim is not None and self.dim != problem.dim:
             raise ValueError(

@@ -124,6 +124,19 @@ class GaussianNoise(AbstractAdditiveNoise):
             )
         return psd_sqrt(self.sign_cov(grad))
 
+    def sign_noise_moment(self, grad):
+        """`E[sign(grad + Z) Z] = 2 s φ(grad/s)` per coordinate (Stein's lemma:
+        `E[h(Z) Z] = s² E h'(Z)` with `h' = 2δ(grad + ·)`; docs/math.md §11.1), diagonal `Σ`
+        only."""
+        if not self.is_diagonal:
+            raise NotImplementedError(
+                "E[sign(g) Z] per coordinate needs independent coordinates (a scalar or vector "
+                "scale), not a matrix scale: use form='moments'."
+            )
+        std = self.std(grad.shape[0])
+        z = grad / std
+        return 2.0 * std * jnp.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi)
+
     def phase3_slope(self) -> float:
         """`√(2/π)`: `E[sign g] ≈ √(2/π) ∇f/σ` near `∇f = 0`."""
         return math.sqrt(2.0 / math.pi)

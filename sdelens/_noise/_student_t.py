@@ -78,6 +78,17 @@ class StudentTNoise(AbstractAdditiveNoise):
     def sign_cov_sqrt(self, grad):
         return lx.DiagonalLinearOperator(jnp.sqrt(jnp.clip(1.0 - self.sign_mean(grad) ** 2, 0.0)))
 
+    def sign_noise_moment(self, grad):
+        """`E[sign(grad + Z) Z] = 2 s E[t 1{t > -z}] = 2 s (ν + z²)/(ν - 1) f_ν(z)`, `z = grad/s`,
+        `f_ν` the t density (from `∫_c^∞ t f_ν = (ν + c²) f_ν(c)/(ν - 1)`; docs/math.md §11.1).
+        Finite for `ν > 1`; `+∞` for `ν <= 1`, where `E|Z| = ∞`."""
+        nu = self.df
+        z = grad / self.scale
+        log_norm = jsp.gammaln((nu + 1) / 2) - jsp.gammaln(nu / 2) - 0.5 * jnp.log(nu * jnp.pi)
+        # (ν + z²) f_ν(z) = ν K (1 + z²/ν)^{-(ν-1)/2}
+        tail = nu / (nu - 1.0) * jnp.exp(log_norm - 0.5 * (nu - 1.0) * jnp.log1p(z**2 / nu))
+        return jnp.where(nu > 1.0, 2.0 * self.scale * tail, jnp.inf)
+
     def phase3_slope(self) -> float:
         """`c_ν = 2Γ((ν+1)/2) / (√(πν) Γ(ν/2))`: `E[sign g] ≈ c_ν ∇f/s` near `∇f = 0`."""
         nu = float(self.df)

@@ -8,6 +8,8 @@ from .. import _check
 from ._adaptive import Adam, RMSprop
 from ._base import AbstractOptimizer
 from ._entropy import EntropySGD
+from ._lion import Lion
+from ._sam import SAM
 from ._sgd import SGD, SignSGD
 
 __all__ = ["OPTIMIZERS", "optimizer_by_name"]
@@ -21,17 +23,28 @@ OPTIMIZERS: dict[str, tuple[type[AbstractOptimizer], bool | None]] = {
     "adam": (Adam, False),
     "adamw": (Adam, True),
     "entropysgd": (EntropySGD, None),
+    "lion": (Lion, None),
+    "sam": (SAM, None),
+    "usam": (SAM, None),
+}
+# Names that fix a hyperparameter of their class (USAM is SAM without the normalisation).
+FIXED_HYPERPARAMETERS: dict[str, dict[str, bool]] = {
+    "sam": {"normalize": True},
+    "usam": {"normalize": False},
 }
 
 
 def optimizer_by_name(name: str, lr: float, **hyperparameters) -> AbstractOptimizer:
     """The optimizer `name` (`OPTIMIZERS`) at learning rate `lr`, taking from
     `hyperparameters` the ones it has (others are ignored, so that one set of options can build
-    any optimizer). `"rmspropw"`/`"adamw"` need `weight_decay > 0`; `"rmsprop"`/`"adam"` use 0."""
+    any optimizer). `"rmspropw"`/`"adamw"` need `weight_decay > 0`; `"rmsprop"`/`"adam"` use 0.
+    `"usam"` is `SAM(normalize=False)` and `"sam"` `SAM(normalize=True)`, whatever
+    `hyperparameters` say."""
     _check.choice("optimizer", name, tuple(OPTIMIZERS))
     cls, decayed = OPTIMIZERS[name]
     fields = {f.name for f in dataclasses.fields(cls)} - {"lr"}
     kwargs = {k: v for k, v in hyperparameters.items() if k in fields}
+    kwargs.update(FIXED_HYPERPARAMETERS.get(name, {}))
     if decayed is True:
         theta = kwargs.get("weight_decay", 0.0)
         if not theta > 0:

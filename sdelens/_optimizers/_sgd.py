@@ -1,18 +1,27 @@
-"""Optimizers without memory: SGD and SignSGD."""
+"""SGD (with optional heavy-ball or Nesterov momentum) and SignSGD."""
 
-from typing import ClassVar, final
+from typing import ClassVar, NamedTuple, final
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array, Float
 
 from .. import _check
-from .._linalg import lyapunov
+from .._linalg import discrete_lyapunov, lyapunov
 from .._noise import AbstractAdditiveNoise
 from ._base import AbstractOptimizer, ParamState, require_quadratic
 
-__all__ = ["SGD", "SignSGD"]
+__all__ = ["SGD", "SignSGD", "MomentumState"]
+
+
+class MomentumState(NamedTuple):
+    """The state of SGD with momentum: parameters `x` and the velocity `m` (optax's trace,
+    `m ← β m + g`)."""
+
+    x: Float[Array, " d"]
+    m: Float[Array, " d"]
 
 
 class AbstractStatelessOptimizer(AbstractOptimizer):
@@ -58,20 +67,62 @@ def _additive(opt, problem) -> AbstractAdditiveNoise:
 
 @final
 class SGD(AbstractStatelessOptimizer):
-    """Plain SGD, `x ← x - η g(x)` (`optax.sgd`).
+    """SGD, `x ← x - η g(x)`, with optional heavy-ball or Nesterov momentum `β`: exactly
+    `optax.sgd(lr, momentum, nesterov)`, i.e. `m ← β m + g`, `x ← x - η m` (Nesterov:
+    `x ← x - η (g + β m)` with the updated `m`), `m₀ = 0`.
 
-    SDE (Li, Tai & E 2019; docs/math.md §2): `dX = -∇f(X) dt + √η Σ^{1/2} dW`.
+    SDE (Li, Tai & E 2019; docs/math.md §2): `dX = -∇f(X) dt + √η Σ^{1/2} dW`. With momentum
+    (docs/math.md §11.2) the family keeps `β` **fixed** as `η → 0` (`decay_names = ()`): `m`
+    settles near `g/(1-β)` within `O(1/(1-β))` steps, and the SDE is SGD's at the effective
+    learning rate `η/(1-β)` (heavy ball and, to leading order, Nesterov). The batch-size rule
+    stays linear (`η/B` fixed at fixed `β`).
+
+    The state is `ParamState(x)` without momentum (`momentum == 0`, also with
+    `nesterov=True`, which is then plain SGD) and `MomentumState(x, m)` with it.
     """
 
     lr: float = eqx.field(converter=_check.number("lr"))
+    momentum: float = eqx.field(converter=_check.number("momentum"), default=0.0)
+    nesterov: bool = eqx.field(static=True, default=False)
     scaling_rules: ClassVar[tuple[str, ...]] = ("linear",)
 
+    def __check_init__(self):
+        _check.in_interval("momentum", self.momentum, 0.0, 1.0)
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"nesterov={self.nesterov!r} is invalid: True or False is required.")
+
     def to_optax(self) -> optax.GradientTransformation:
-        return optax.sgd(self.lr)
+        if self.momentum == 0:
+            return optax.sgd(self.lr)
+        return optax.sgd(self.lr, momentum=self.momentum, nesterov=self.nesterov)
+
+    @property
+    def name(self) -> str:
+        return "sgd"
+
+    def initial_state(self, x0):
+        if self.momentum == 0:
+            return ParamState(x0)
+        return MomentumState(x0, jnp.zeros_like(x0))
+
+    def state(self, x, opt_state):
+        if self.momentum == 0:
+            return ParamState(x)
+        return MomentumState(x, opt_state[0].trace)
 
     def stationary_cov(self, problem):
-        """Solves `H C + C H = η Σ`; diagonal `H` and `Σ`: `C = (η/2) H⁻¹ Σ`, `E f = (η/4) tr Σ`
-        (docs/math.md §5). The discrete SGD has a stationary law only if `η λ_max(H) < 2`."""
+        """Without momentum: solves `H C + C H = η Σ`; diagonal `H` and `Σ`:
+        `C = (η/2) H⁻¹ Σ`, `E f = (η/4) tr Σ` (docs/math.md §5). The discrete SGD has a
+        stationary law only if `η λ_max(H) < 2`.
+
+        With momentum: the **exact** stationary covariance of the discrete recursion, which is
+        linear on a quadratic (docs/math.md §11.2). With `e = x - x*`, one heavy-ball step is
+        `(e, m) ← A (e, m) + (-η, 1) Z` with `A = [[I - ηH, -ηβ I], [H, β I]]`; Nesterov has
+        `A = [[I - η(1+β)H, -ηβ² I], [H, β I]]` and noise `(-η(1+β), 1) Z`. `C = A C Aᵀ + Q`
+        (`discrete_lyapunov`), the `x` block returned. Stable iff `η λ_max < 2(1+β)` (heavy
+        ball) or `η λ_max < 2(1+β)/(1+2β)` (Nesterov). To leading order it is
+        `(η/(2(1-β))) H⁻¹ Σ`, the effective-learning-rate SDE's law.
+        """
         quadratic = require_quadratic(self, problem)
         noise = _additive(self, quadratic)
         if not noise.has_finite_variance:
@@ -80,6 +131,8 @@ class SGD(AbstractStatelessOptimizer):
             )
         hess = np.asarray(quadratic.hessian, dtype=float)
         top = float(np.linalg.eigvalsh(hess).max())
+        if self.momentum > 0:
+            return self._momentum_stationary_cov(quadratic, noise, hess, top)
         if self.lr * top >= 2.0:
             raise ValueError(
                 f"lr={self.lr:g} is too large for a stationary law: SGD on this quadratic "
@@ -91,6 +144,28 @@ class SGD(AbstractStatelessOptimizer):
             return np.diag(self.lr * var / (2 * np.asarray(quadratic.h))), "closed form"
         sigma = np.asarray(noise.cov_sqrt(d).as_matrix(), dtype=float)
         return lyapunov(-hess, self.lr * sigma @ sigma.T), "lyapunov"
+
+    def _momentum_stationary_cov(self, quadratic, noise, hess, top):
+        beta, eta, d = self.momentum, self.lr, quadratic.dim
+        eye = np.eye(d)
+        if self.nesterov:  # x ← x - η((1+β) g + β² m_old)
+            limit, rule = 2 * (1 + beta) / (1 + 2 * beta), "2(1+β)/(1+2β)"
+            gain, carry = 1 + beta, beta**2
+        else:  # x ← x - η(g + β m_old)
+            limit, rule, gain, carry = 2 * (1 + beta), "2(1+β)", 1.0, beta
+        a = np.block([[eye - eta * gain * hess, -eta * carry * eye], [hess, beta * eye]])
+        if eta * top >= limit:
+            kind = "Nesterov" if self.nesterov else "heavy-ball"
+            raise ValueError(
+                f"lr={eta:g} is too large for a stationary law: {kind} SGD with momentum={beta:g} "
+                f"diverges on this quadratic when lr · h_max >= {rule} (h_max = {top:.4g}, lr "
+                f"must be < {limit / top:.4g})."
+            )
+        root = np.asarray(noise.cov_sqrt(d).as_matrix(), dtype=float)
+        sigma = root @ root.T
+        kick = np.concatenate([-eta * gain * eye, eye])
+        q = kick @ sigma @ kick.T
+        return discrete_lyapunov(a, q)[:d, :d], "discrete lyapunov (exact for the optimizer)"
 
 
 @final

@@ -13,4 +13,8 @@ from ._base import (
 )
 from ._entropy import EntropySGDSDE as EntropySGDSDE
 from ._for import SDES as SDES, sde_for as sde_for, sde_forms as sde_forms
+from ._lion import LionSDE as LionSDE
+from ._moments import MomentsSDE as MomentsSDE
+from ._sam import SAMSDE as SAMSDE, USAMSDE as USAMSDE
+from ._second_order import SecondOrderSGDSDE as SecondOrderSGDSDE
 from ._sgd import SGDSDE as SGDSDE, SignSGDSDE as SignSGDSDE

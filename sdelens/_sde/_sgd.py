@@ -19,6 +19,17 @@ class SGDSDE(AbstractOwnStateSDE):
 
     Weak order 1 in `η`. Needs finite-variance noise: for `StudentTNoise(df <= 2)` the
     covariance `Σ` does not exist and neither does this SDE.
+
+    **With momentum** `β > 0` (heavy ball or Nesterov; docs/math.md §11.2) it is SGD's SDE at
+    the effective learning rate `η/(1-β)`, on the optimizer's clock `t = kη`:
+
+    `dX = -∇f(X)/(1-β) dt + (√η/(1-β)) Σ(X)^{1/2} dW`,
+
+    the family keeping `β` fixed as `η → 0`. The state is `ParamState(x)` (the velocity is
+    slaved to the gradient, `m ≈ g/(1-β)`), starting at `x₀`. The optimizer starts at `m₀ = 0`,
+    so it lags the SDE by a transient of `O(1/(1-β))` steps (`β/(1-β)` steps of `g/(1-β)` on a
+    steady gradient), which this model does not resolve. For Nesterov the effective rate is
+    `η/(1-β)` to leading order as well.
     """
 
     optimizer: SGD
@@ -29,15 +40,22 @@ class SGDSDE(AbstractOwnStateSDE):
     def __check_init__(self):
         self.problem.noise.require_finite_variance("SGD")
 
+    def initial_state(self, x0):
+        return ParamState(x0)
+
     def rest_state(self, x):
         return ParamState(x)
 
+    @property
+    def _gain(self) -> float:
+        return 1.0 / (1.0 - self.optimizer.momentum)
+
     def drift(self, t, y, args):
-        return ParamState(-self.problem.grad(y.x))
+        return ParamState(-self._gain * self.problem.grad(y.x))
 
     def diffusion(self, t, y, args):
         root = self.problem.noise.cov_sqrt_at(self.problem, y.x)
-        return embed_noise(root, y, x=jnp.sqrt(self.lr))
+        return embed_noise(root, y, x=jnp.sqrt(self.lr) * self._gain)
 
 
 @final
