@@ -29,21 +29,32 @@ app = typer.Typer(
 )
 
 OPTIONS = {  # name: (type, default, help)
-    "optimizer": (str, "signsgd", "sgd, signsgd, rmsprop, rmspropw, adam, adamw or entropysgd."),
+    "optimizer": (
+        str,
+        "signsgd",
+        "sgd, signsgd, rmsprop, rmspropw, adam, adamw, lion, lionw, sam, usam, entropysgd, or "
+        "optax:NAME (any optax optimizer, e.g. optax:adabelief; arguments with --opt-arg).",
+    ),
+    "opt_arg": (
+        list[str],
+        [],
+        "An argument of the optax:NAME optimizer, key=value, e.g. b1=0.9 (repeatable).",
+    ),
     "optimizers": (str, "sgd,signsgd", "Comma-separated optimizers."),
     "lr": (float, 1e-2, "Learning rate (> 0)."),
     "beta": (float, 0.99, "RMSprop(W) decay beta, in [0, 1)."),
-    "beta1": (float, 0.9, "Adam(W) beta1, in [0, 1)."),
-    "beta2": (float, 0.99, "Adam(W) beta2, in [0, 1)."),
+    "beta1": (float, 0.9, "Adam(W) and Lion beta1, in [0, 1)."),
+    "beta2": (float, 0.99, "Adam(W) and Lion beta2, in [0, 1)."),
     "eps": (float, 1e-8, "RMSprop/Adam eps (outside the square root), >= 0."),
-    "weight_decay": (float, 1.0, "Decoupled weight decay of rmspropw/adamw (> 0)."),
+    "weight_decay": (float, 1.0, "Decoupled weight decay of rmspropw/adamw/lionw (> 0)."),
+    "rho": (float, 0.05, "SAM/USAM perturbation radius rho (> 0)."),
     "gamma": (float, 1.0, "Entropy-SGD coupling gamma (> 0)."),
     "inner_lr": (float, 0.02, "Entropy-SGD inner step size eta' (> 0)."),
     "inner_steps": (int, 20, "Entropy-SGD inner steps L (>= 1)."),
     "temperature": (float, 0.01, "Entropy-SGD temperature T (>= 0)."),
     "alpha": (float, 0.75, "Entropy-SGD averaging weight alpha in (0, 1]."),
-    "momentum": (float, 0.0, "Entropy-SGD outer momentum in [0, 1)."),
-    "nesterov": (bool, False, "Entropy-SGD Nesterov momentum (the authors' code)."),
+    "momentum": (float, 0.0, "SGD heavy-ball and Entropy-SGD outer momentum, in [0, 1)."),
+    "nesterov": (bool, False, "Nesterov momentum (SGD, and Entropy-SGD as the authors' code)."),
     "gamma_in_outer_step": (
         bool,
         True,
@@ -51,7 +62,13 @@ OPTIONS = {  # name: (type, default, help)
     ),
     "inner": (str, "sgld", "Entropy-SGD inner sampler: sgld or sghmc."),
     "scoping": (float, 0.0, "Entropy-SGD scoping: gamma_k = gamma (1 + scoping)^k."),
-    "form": (str, "default", "SDE form: default or malladi (RMSprop, Adam)."),
+    "form": (
+        str,
+        "default",
+        "SDE form: default, malladi (RMSprop, Adam), second_order (SGD) or moments (the "
+        "moment-matched SDE of any optimizer; the default of optax:NAME).",
+    ),
+    "nodes": (int, 0, "Quadrature nodes or Monte Carlo draws of --form moments (0: default)."),
     "problem": (
         str,
         "quadratic",
@@ -102,6 +119,7 @@ OPTIONS = {  # name: (type, default, help)
     "force": (bool, False, "Replace --out if it is an sdelens result (nothing else)."),
 }
 HYPER = "lr beta beta1 beta2 eps weight_decay gamma inner_lr inner_steps temperature"
+HYPER += " momentum nesterov rho opt_arg"
 QUADRATIC = "dim cond noise df"
 OUTPUT = "seed out force"
 # API parameters that the command line spells differently.
@@ -314,8 +332,8 @@ def demo(o) -> None:
 
 
 @command(
-    "optimizer form problem data scale batch_size covariance x0 steps paths save_every solver",
-    "keep",
+    "optimizer form nodes problem data scale batch_size covariance x0 steps paths save_every",
+    "solver keep",
     "chunk_size",
     HYPER,
     QUADRATIC,
@@ -338,7 +356,8 @@ def compare(o) -> None:
     prob = sl.problem_by_name(o.problem, **options, key=_key(o))
     network = isinstance(prob, sl.NetworkProblem)
     steps, paths = (200, 16) if network else (2000, 1000)  # what a quick look needs
-    _say(f"{opt.name}: optimizer and SDE ({o.form} form) ...")
+    sde = sl.sde_for(opt, prob, form=o.form, nodes=o.nodes or None)  # bad pairs fail here
+    _say(f"{opt.name}: optimizer and SDE ({sde.form} form) ...")
     both = sl.optimizer_vs_sde(
         opt,
         prob,
@@ -348,6 +367,7 @@ def compare(o) -> None:
         key=_key(o),
         solver=solvers[o.solver](),
         chunk_size=o.chunk_size or None,
+        nodes=o.nodes or None,
         **_pick(o, "save_every form keep"),
     )
     row = _compare_row(opt.name, both)

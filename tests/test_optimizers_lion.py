@@ -55,7 +55,8 @@ def test_signum_is_lion_with_equal_decays():
 
 def test_declarations_family_and_names():
     opt = sl.Lion(lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=0.1)
-    assert opt.name == "lion" and opt.grads_per_step == 1 and opt.coordinatewise
+    assert opt.name == "lionw" and sl.Lion(lr=1e-2).name == "lion"
+    assert opt.grads_per_step == 1 and opt.coordinatewise
     assert opt.decay_names == ("beta1", "beta2")
     assert opt.scaling_rules == ("sqrt",) and opt.default_scaling_rule() == "sqrt"
     assert opt.hyperparameters() == {"lr": 0.01, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.1}
@@ -68,7 +69,10 @@ def test_declarations_family_and_names():
     assert big.lr == pytest.approx(0.02) and (big.beta1, big.beta2) == (0.9, 0.99)
     by_name = sl.optimizer_by_name("lion", 0.01, beta1=0.8, beta2=0.95, momentum=0.5)
     assert by_name == sl.Lion(lr=0.01, beta1=0.8, beta2=0.95)
-    assert sl.OPTIMIZERS["lion"] == (sl.Lion, None)
+    assert sl.OPTIMIZERS["lion"] == (sl.Lion, False)  # lionw: weight decay > 0
+    assert sl.optimizer_by_name("lionw", 0.01, weight_decay=0.2).weight_decay == 0.2
+    with pytest.raises(ValueError, match="weight_decay=0.0 is invalid for lionw"):
+        sl.optimizer_by_name("lionw", 0.01, weight_decay=0.0)
     assert opt.replace(beta1=0.5).beta1 == 0.5
 
 

@@ -42,7 +42,7 @@ def test_drift_and_diffusion_closed_forms():
     prob = sl.Quadratic(h=h, noise=sl.GaussianNoise(scale=s))
     opt = sl.EntropySGD(lr=0.1, gamma=2.0, inner_lr=0.05, inner_steps=4, temperature=0.02)
     sde = sl.sde_for(opt, prob)
-    assert isinstance(sde, sl.EntropySGDSDE) and sl.sde_forms(opt) == ("default",)
+    assert isinstance(sde, sl.EntropySGDSDE) and sl.sde_forms(opt) == ("default", "moments")
     eps = 0.1 / (4 * 0.05)
     assert sde.eps == pytest.approx(eps)
     x, y = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25])

@@ -173,6 +173,7 @@ def test_moments_sde_tracks_the_optimizer(name, opt, prob, substeps):
         opt, prob, x0, n_paths=3000, key=jax.random.key(2), form="moments", substeps=substeps, **kw
     )
     assert run.config["form"] == "moments" and run.config["nodes"] >= 16
+    assert not run.diverged and not ref.diverged
     c = sl.compare(ref, run)
     mean = np.asarray(ref.loss).mean(axis=0)
     bound = 4 * np.asarray(c.se_diff) + 4 * opt.lr * mean

@@ -58,7 +58,8 @@ class Lion(AbstractOptimizer):
 
     @property
     def name(self) -> str:
-        return "lion"
+        """`"lion"`, or `"lionw"` with decoupled weight decay (as the command line names it)."""
+        return "lionw" if self.weight_decay > 0 else "lion"
 
     @property
     def grads_per_step(self) -> int:

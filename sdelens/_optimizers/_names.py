@@ -9,6 +9,7 @@ from ._adaptive import Adam, RMSprop
 from ._base import AbstractOptimizer
 from ._entropy import EntropySGD
 from ._lion import Lion
+from ._optax import optax_by_name
 from ._sam import SAM
 from ._sgd import SGD, SignSGD
 
@@ -23,7 +24,8 @@ OPTIMIZERS: dict[str, tuple[type[AbstractOptimizer], bool | None]] = {
     "adam": (Adam, False),
     "adamw": (Adam, True),
     "entropysgd": (EntropySGD, None),
-    "lion": (Lion, None),
+    "lion": (Lion, False),
+    "lionw": (Lion, True),
     "sam": (SAM, None),
     "usam": (SAM, None),
 }
@@ -39,8 +41,13 @@ def optimizer_by_name(name: str, lr: float, **hyperparameters) -> AbstractOptimi
     `hyperparameters` the ones it has (others are ignored, so that one set of options can build
     any optimizer). `"rmspropw"`/`"adamw"` need `weight_decay > 0`; `"rmsprop"`/`"adam"` use 0.
     `"usam"` is `SAM(normalize=False)` and `"sam"` `SAM(normalize=True)`, whatever
-    `hyperparameters` say."""
-    _check.choice("optimizer", name, tuple(OPTIMIZERS))
+    `hyperparameters` say. `"optax:<alias>"` is any optax optimizer (`sl.Optax`, e.g.
+    `"optax:adabelief"`), with its keyword arguments in `opt_arg` (`"key=value"` strings, as
+    the command line's `--opt-arg`) or `opt_args` (a dict)."""
+    if isinstance(name, str) and name.startswith("optax:"):
+        args = hyperparameters.get("opt_args") or hyperparameters.get("opt_arg") or ()
+        return optax_by_name(name.removeprefix("optax:"), lr, args)
+    _check.choice("optimizer", name, (*OPTIMIZERS, "optax:<alias>"))
     cls, decayed = OPTIMIZERS[name]
     fields = {f.name for f in dataclasses.fields(cls)} - {"lr"}
     kwargs = {k: v for k, v in hyperparameters.items() if k in fields}

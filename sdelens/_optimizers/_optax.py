@@ -7,8 +7,10 @@ the parameters' shape and a floating dtype are the optimizer's per-parameter sta
 reading both ways.
 """
 
+import ast
 import collections
 import functools
+import inspect
 import keyword
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, final
@@ -22,7 +24,7 @@ import optax
 from .. import _check
 from ._base import AbstractOptimizer
 
-__all__ = ["Optax", "OptaxLayout", "check_coordinatewise"]
+__all__ = ["Optax", "OptaxLayout", "check_coordinatewise", "optax_by_name"]
 
 
 @functools.cache
@@ -313,3 +315,50 @@ def opt_state_params(x, opt_state):
         return x
     blocks = [leaf for leaf in jax.tree.leaves(opt_state) if jnp.ndim(leaf) > 0]
     return blocks[0] if blocks else jnp.zeros(())
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def optax_by_name(alias: str, lr: float, args=()) -> Optax:
+    """`sl.Optax` of the optax alias `alias` (e.g. `"adabelief"`), whose first parameter is
+    the learning rate, with keyword arguments `args`: a mapping, or `"key=value"` strings as
+    the command line's `--opt-arg` gives them (values read as Python literals, else strings).
+    Named `"optax:<alias>"`."""
+    factory = getattr(optax, alias, None) if alias.isidentifier() else None
+    params = None
+    if callable(factory):
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            params = None
+    if params is None or "learning_rate" not in params:
+        raise ValueError(
+            f"optimizer='optax:{alias}' is invalid: an optax optimizer alias taking a "
+            "learning_rate is required, e.g. optax:adabelief, optax:lion, optax:adamax."
+        )
+    if isinstance(args, dict):
+        kwargs = dict(args)
+    else:
+        kwargs = {}
+        for item in args:
+            key, sep, value = str(item).partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"opt_arg={item!r} is invalid: key=value is required.")
+            kwargs[key.strip()] = _literal(value.strip())
+    allowed = [name for name in params if name != "learning_rate"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"opt_arg={unknown[0]!r} is not an argument of optax.{alias}: choose from "
+            f"{', '.join(allowed)}."
+        )
+    return Optax(functools.partial(_call_alias, alias, kwargs), lr, name=f"optax:{alias}")
+
+
+def _call_alias(alias: str, kwargs: dict, lr: float) -> optax.GradientTransformation:
+    return getattr(optax, alias)(lr, **kwargs)

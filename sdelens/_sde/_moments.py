@@ -155,6 +155,24 @@ for _operator in (_PerCoordinateRoot, _DrawRoot):
         _query.register(_operator)(lambda operator: False)
 
 
+def _nonnegative_blocks(optimizer: AbstractOptimizer) -> tuple[bool, ...]:
+    """Which optimizer statistics never go below 0 (second moments: `ν`, AdaBelief's `s`),
+    found by running three updates with random gradients on 5 coordinates."""
+    tx = optax.with_extra_args_support(optimizer.to_optax())
+    key = jax.random.key(7)
+    x = jax.random.normal(key, (5,))
+    state = tx.init(x)
+    layout = OptaxLayout.of(state, x)
+    seen = [np.asarray(v) for v in layout.state(x, state)[1:]]
+    extra = {"noise_key": jax.random.key(0), "key": jax.random.key(1)}
+    for i in range(3):
+        g = jax.random.normal(jax.random.fold_in(key, i), (5,))
+        updates, state = tx.update(g, state, x, grad_fn=lambda y, k, g=g: g, **extra)
+        x = x + updates
+        seen = [np.minimum(a, b) for a, b in zip(seen, layout.state(x, state)[1:], strict=True)]
+    return tuple(bool(np.all(a >= 0)) for a in seen)
+
+
 @final
 class MomentsSDE(AbstractOptimizerSDE):
     """The moment-matched SDE of any optimizer (docs/math.md §10), `form="moments"`:
@@ -190,6 +208,10 @@ class MomentsSDE(AbstractOptimizerSDE):
     At `t = ∞` (rest points, `linearised_stationary`) the quadrature uses the fine rule and
     Monte Carlo the draws of step 0, so the drift there is deterministic.
 
+    Statistics the optimizer keeps non-negative (second moments, found by running it:
+    `nonnegative`) can dip below 0 under the SDE's Gaussian increments; the update is then
+    evaluated at their projection on `[0, ∞)`.
+
     The model is weak order 1 when every block of `Δ` is `O(η)`: moving averages with `1 - β ∝ η`.
     Heavy-ball momentum at fixed `β` has `Δm = O(1)`: the SDE is then exact in one-step moments
     but stiff. With infinite-variance noise the rule returns finite numbers for any update;
@@ -203,6 +225,7 @@ class MomentsSDE(AbstractOptimizerSDE):
     table: Float[Array, "cells offsets"] | None
     weights: Float[Array, " cells"] | None
     seed: int = eqx.field(static=True)
+    nonnegative: tuple[bool, ...] = eqx.field(static=True)
     optimizer_type: ClassVar[type] = AbstractOptimizer
     form: ClassVar[str] = "moments"
 
@@ -259,6 +282,7 @@ class MomentsSDE(AbstractOptimizerSDE):
         check_counters(tx, x0, layout)
         if any(layout.counter_starts):
             raise ValueError("the optax state's step counters must start at 0.")
+        self.nonnegative = _nonnegative_blocks(optimizer)
 
     # -- the state --------------------------------------------------------------------------
 
@@ -321,7 +345,13 @@ class MomentsSDE(AbstractOptimizerSDE):
         nodes/draws) and their weights."""
         tx, layout = self._tx(), self._layout(y.x)
         k = _step(t, self.lr)
-        opt_state = layout.opt_state(y, k)
+        # The SDE's noise can push a statistic the optimizer keeps >= 0 (Adam's ν) a little
+        # below 0; the update is evaluated at its projection, where it is defined.
+        inside = (
+            jnp.maximum(v, 0.0) if keep else v
+            for v, keep in zip(tuple(y)[1:], self.nonnegative, strict=True)
+        )
+        opt_state = layout.opt_state(type(y)(y.x, *inside), k)
         x, problem = y.x, self.problem
 
         def delta(g, grad_fn, noise_key):

@@ -80,19 +80,21 @@ def optimizer_vs_sde(
     keep: str = "paths",
     chunk_size: int | None = None,
     substeps: int | None = None,
+    nodes: int | None = None,
     seed: int | None = None,
 ) -> OptimizerVsSDE:
     """Run `opt` and integrate its SDE (`form`) from `x0`, with independent keys split from
     `key` (required; `seed=` is a deprecated alias).
 
-    `keep`, `chunk_size`, `substeps`: as in `simulate` (`keep="stats"` for very many paths);
+    `keep`, `chunk_size`, `substeps`, `nodes`: as in `simulate` (`keep="stats"` for very many
+    paths);
     `substeps` defaults to `opt.grads_per_step`, one SDE step per gradient evaluation (1 for
     SGD, SignSGD, RMSprop and Adam; `inner_steps` for Entropy-SGD, whose fast variable moves
     `inner_steps` times per outer step).
     """
     key = resolve_key(key, seed)
     substeps = opt.grads_per_step if substeps is None else substeps
-    sde_for(opt, prob, form=form)  # a bad optimizer/form pair fails before any run
+    sde_for(opt, prob, form=form, nodes=nodes)  # a bad optimizer/form pair fails before any run
     key_opt, key_sde = jax.random.split(key)
     scale = {"keep": keep, "chunk_size": chunk_size}
     ref = run_optimizer(
@@ -109,6 +111,7 @@ def optimizer_vs_sde(
         solver=solver,
         form=form,
         substeps=substeps,
+        nodes=nodes,
         **scale,
     )
     accuracy = None
