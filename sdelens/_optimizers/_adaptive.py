@@ -11,7 +11,7 @@ from jaxtyping import Array, Float
 
 from .. import _check
 from .._noise import GaussianNoise
-from ._base import AbstractOptimizer, require_quadratic
+from ._base import AbstractOptimizer, require_minimum_at_zero, require_quadratic
 
 __all__ = ["RMSprop", "Adam", "RMSpropState", "AdamState"]
 
@@ -85,11 +85,7 @@ class AbstractAdaptiveOptimizer(AbstractOptimizer):
                 f"Closed forms for {type(self).__name__} need diagonal h and diagonal "
                 "GaussianNoise: use sl.linearised_stationary for the general case."
             )
-        if self.weight_decay > 0 and np.any(np.asarray(quadratic.x_star) != 0):
-            raise NotImplementedError(
-                "With weight decay the closed form assumes the minimum at 0: "
-                "use sl.linearised_stationary."
-            )
+        require_minimum_at_zero(self, quadratic)
         h = np.asarray(quadratic.h, dtype=float)
         s = np.asarray(noise.std(quadratic.dim), dtype=float)
         p = s + self.eps

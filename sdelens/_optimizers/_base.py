@@ -15,7 +15,7 @@ from jaxtyping import Array, Float
 from .. import _check
 from .._problems import AbstractProblem, Quadratic
 
-__all__ = ["AbstractOptimizer", "ParamState", "require_quadratic"]
+__all__ = ["AbstractOptimizer", "ParamState", "require_quadratic", "require_minimum_at_zero"]
 
 
 class ParamState(NamedTuple):
@@ -135,3 +135,12 @@ def require_quadratic(opt: AbstractOptimizer, problem: AbstractProblem) -> Quadr
             f"not {type(problem).__name__}: use sl.linearised_stationary."
         )
     return problem
+
+
+def require_minimum_at_zero(opt: AbstractOptimizer, quadratic: Quadratic) -> None:
+    """The closed forms with decoupled weight decay assume `x* = 0` (the decay pulls to 0)."""
+    if opt.weight_decay > 0 and np.any(np.asarray(quadratic.x_star) != 0):
+        raise NotImplementedError(
+            "With weight decay the closed form assumes the minimum at 0: "
+            "use sl.linearised_stationary."
+        )

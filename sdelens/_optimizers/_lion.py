@@ -11,7 +11,7 @@ from jaxtyping import Array, Float
 from .. import _check
 from .._linalg import lyapunov
 from .._noise import GaussianNoise, StudentTNoise
-from ._base import AbstractOptimizer, require_quadratic
+from ._base import AbstractOptimizer, require_minimum_at_zero, require_quadratic
 
 __all__ = ["Lion", "LionState"]
 
@@ -109,11 +109,7 @@ class Lion(AbstractOptimizer):
                 f"Lion's SDE has no stationary law under {noise.label}: its momentum averages "
                 "raw gradients, whose variance is infinite."
             )
-        if self.weight_decay > 0 and np.any(np.asarray(quadratic.x_star) != 0):
-            raise NotImplementedError(
-                "With weight decay the closed form assumes the minimum at 0: "
-                "use sl.linearised_stationary."
-            )
+        require_minimum_at_zero(self, quadratic)
         d = quadratic.dim
         k = noise.phase3_slope() / np.asarray(noise.sign_width(d), dtype=float)
         var = np.asarray(noise.variance_at(quadratic, jnp.zeros(d)), dtype=float)

@@ -229,16 +229,14 @@ class Optax(AbstractOptimizer):
             raise ValueError(
                 f"coordinatewise={coordinatewise!r} is invalid: True, False or None (detect)."
             )
-        self.coordinatewise = True
-        if coordinatewise is not False:
+        self.coordinatewise = coordinatewise is not False
+        if self.coordinatewise:
             try:
                 check_coordinatewise(self)
             except ValueError:
                 if coordinatewise:
                     raise
                 self.coordinatewise = False
-        else:
-            self.coordinatewise = False
 
     def to_optax(self) -> optax.GradientTransformation:
         try:
@@ -268,9 +266,6 @@ class Optax(AbstractOptimizer):
     @property
     def grads_per_step(self) -> int:
         return 1
-
-    def _layout(self, x) -> OptaxLayout:
-        return OptaxLayout.of(jax.eval_shape(self.to_optax().init, x), x)
 
     def initial_state(self, x0):
         return self.state(x0, self.to_optax().init(x0))
