@@ -208,9 +208,14 @@ class MomentsSDE(AbstractOptimizerSDE):
     At `t = ∞` (rest points, `linearised_stationary`) the quadrature uses the fine rule and
     Monte Carlo the draws of step 0, so the drift there is deterministic.
 
-    Statistics the optimizer keeps non-negative (second moments, found by running it:
-    `nonnegative`) can dip below 0 under the SDE's Gaussian increments; the update is then
-    evaluated at their projection on `[0, ∞)`.
+    **Non-negative statistics** (second moments such as Adam's `ν` or AdaBelief's `s`, found by
+    running the optimizer: `nonnegative`) get the drift of their moments but no diffusion
+    (docs/math.md §10.2). The optimizer never takes them below 0, but Gaussian increments do:
+    from `ν₀ = 0` half the paths would leave `[0, ∞)` in the first substep, where `m/(√ν + ε)`
+    is singular (measured: Adam's weak-order error grew from 0.01 to 400). Their one-step second
+    moment is `O(η²)`, so dropping it keeps weak order 1; the published Adam/RMSprop SDEs
+    (§4) have no noise on `V` either. The update is still evaluated at their projection on
+    `[0, ∞)`, which the drift alone never needs (Euler with `dt ≤ η` keeps them `≥ 0`).
 
     The model is weak order 1 when every block of `Δ` is `O(η)`: moving averages with `1 - β ∝ η`.
     Heavy-ball momentum at fixed `β` has `Δm = O(1)`: the SDE is then exact in one-step moments
@@ -345,8 +350,8 @@ class MomentsSDE(AbstractOptimizerSDE):
         nodes/draws) and their weights."""
         tx, layout = self._tx(), self._layout(y.x)
         k = _step(t, self.lr)
-        # The SDE's noise can push a statistic the optimizer keeps >= 0 (Adam's ν) a little
-        # below 0; the update is evaluated at its projection, where it is defined.
+        # Non-negative statistics get no diffusion, but a user's state (or a coarse dt) can
+        # still hold a value below 0: the update is evaluated where it is defined.
         inside = (
             jnp.maximum(v, 0.0) if keep else v
             for v, keep in zip(tuple(y)[1:], self.nonnegative, strict=True)
@@ -416,6 +421,11 @@ class MomentsSDE(AbstractOptimizerSDE):
                 cov[a][b] = cov[b][a] = second - mean[a] * mean[b]
         return jnp.stack(mean), jnp.stack([jnp.stack(row) for row in cov])
 
+    def _noisy_blocks(self, n_blocks):
+        """Per block of `Y`: whether it gets diffusion (`x` always; non-negative statistics
+        never)."""
+        return np.asarray((True, *(not keep for keep in self.nonnegative)))[:n_blocks]
+
     def drift(self, t, y, args):
         if self.rule == "quadrature":
             mean, _ = self._moments(t, y)
@@ -427,8 +437,13 @@ class MomentsSDE(AbstractOptimizerSDE):
     def diffusion(self, t, y, args):
         if self.rule == "quadrature":
             _, cov = self._moments(t, y)
-            return _PerCoordinateRoot(_small_cholesky(cov / self.lr), type(y))
+            noisy = self._noisy_blocks(cov.shape[0])
+            mask = jnp.asarray(noisy[:, None] & noisy[None, :], cov.dtype)[:, :, None]
+            return _PerCoordinateRoot(_small_cholesky(mask * cov / self.lr), type(y))
         deltas, weights = self.increments(t, y)
         root = jnp.sqrt(weights / self.lr)[:, None]
-        centred = tuple(root * (a - jnp.sum(weights[:, None] * a, axis=0)) for a in deltas)
+        centred = tuple(
+            root * (a - jnp.sum(weights[:, None] * a, axis=0)) if noisy else jnp.zeros_like(a)
+            for a, noisy in zip(deltas, self._noisy_blocks(len(deltas)), strict=True)
+        )
         return _DrawRoot(centred, type(y))
