@@ -1,9 +1,10 @@
 """sdelens against baselines of the same computation: one table of ratios measured in one run.
 
-    python benchmarks/run.py                  # the grid below (~10 min on 2 cores)
+    python benchmarks/run.py                  # the grid below (~12 min on 2 cores)
     python benchmarks/run.py --quick          # tiny sizes, a smoke test
     python benchmarks/run.py --case adam 10 1000 --steps 100   # one case as JSON
     python benchmarks/run.py --case adam 32 1000 --functions simulate   # only its simulate row
+    python benchmarks/run.py --functions moments   # only the moments SDE rows, as a table
 
 Problem: the command line's standard quadratic, `sl.Quadratic.standard(d, cond=4.0,
 scale=1.0)` (`problem` below, shared by `grid.py` and `vs_torchsde.py`): f = ½ Σ hᵢ xᵢ² with
@@ -13,12 +14,16 @@ Grid: SignSGD and Adam, d in {10, 1000}, paths in {1e3, 1e5}, plus one row `simu
 d = 32 with 1e3 paths (with the d = 10 rows: the typed state's cost at small d); steps chosen so
 that each call does ~2e7 coordinate-steps (at least 5, at most 1000), saving at the first and
 last step. Each (optimizer, d, paths) case runs in its own process, so its peak RSS is its own.
+Rows `moments SDE {signsgd, adam, lion}` at d = 1000 with 1e3 paths (the only rows with Lion).
 
 - `simulate` vs a hand-written `lax.scan` Euler–Maruyama of the same SDE (the SDE's own drift
   and diffusion on its typed state, `jax.random.normal` increments) under `vmap`
   (target <= 1.15x);
 - `run_optimizer` vs a hand-written scan of the optimizer's update with the same key scheme
   (target <= 1.15x);
+- `simulate(..., form="moments")`, the moment-matched SDE (`MomentsSDE`, default nodes: 16 for
+  the quadrature rule), vs `simulate` with the hand-derived SDE (form default), same steps,
+  keys and `keep="stats"` (target <= 3x; "moments" in `--functions`);
 - `simulate` vs torchsde's `sdeint` (Euler, SignSGD SDE, same paths and steps, one CPU thread
   each; `vs_torchsde.py`, needs `make bench`'s peers environment) (target >= 8x faster);
 - a network problem (`networks.py`): the SGD SDE step vs a full-batch gradient step.
@@ -54,14 +59,22 @@ from sdelens._kernels import optimize_paths, solve_paths
 HERE = Path(__file__).resolve().parent
 TARGET = 1.15
 TORCHSDE_TARGET = 8.0
+MOMENTS_TARGET = 3.0
 LR = 1e-2
 # The benchmark problem: `sl.Quadratic.standard(d, cond=COND, scale=SCALE)`.
 COND, SCALE = 4.0, 1.0
 OPTIMIZERS = ("signsgd", "adam")
 FUNCTIONS = ("simulate", "run_optimizer")
+# The moment-matched SDE against the hand-derived one (`moments_row`).
+MOMENTS = "moments"
+MOMENTS_OPTIMIZERS = ("signsgd", "adam", "lion")
 # Cases beyond the grid: (optimizer, d, paths, functions).
-EXTRA_CASES = (("adam", 32, 1000, ("simulate",)),)
-QUICK_EXTRA_CASES = (("adam", 32, 64, ("simulate",)),)
+EXTRA_CASES = (
+    ("adam", 32, 1000, ("simulate",)),
+    *((name, 1000, 1000, (MOMENTS,)) for name in MOMENTS_OPTIMIZERS),
+)
+# The smoke test (also run by the test suite) times one moments row, in an existing process.
+QUICK_EXTRA_CASES = (("adam", 32, 64, ("simulate", MOMENTS)),)
 
 
 def _once(fn) -> float:
@@ -93,7 +106,11 @@ def problem(d: int) -> sl.Quadratic:
 
 
 def optimizer(name: str):
-    return {"signsgd": sl.SignSGD(lr=LR), "adam": sl.Adam(lr=LR, beta1=0.9, beta2=0.99)}[name]
+    return {
+        "signsgd": sl.SignSGD(lr=LR),
+        "adam": sl.Adam(lr=LR, beta1=0.9, beta2=0.99),
+        "lion": sl.Lion(lr=LR),  # beta1 = 0.9, beta2 = 0.99
+    }[name]
 
 
 def baseline_sde(sde, n_steps: int):
@@ -152,8 +169,8 @@ def baseline_optimizer(name: str, prob: sl.Quadratic, opt, n_steps: int):
 def run_case(
     name: str, d: int, paths: int, n_steps: int, repeats: int, functions=FUNCTIONS
 ) -> list[dict]:
-    """Time one (optimizer, d, paths) case: `functions` (simulate, run_optimizer) against their
-    baselines."""
+    """Time one (optimizer, d, paths) case: `functions` (simulate, run_optimizer, moments)
+    against their baselines."""
     prob, opt = problem(d), optimizer(name)
     sde = sl.sde_for(opt, prob)
     x0 = jnp.ones(d)
@@ -177,7 +194,7 @@ def run_case(
         ),
     }
     rows = []
-    for function in functions:
+    for function in (f for f in functions if f in FUNCTIONS):
         fns = contenders[function]
         (base_c, base_t), (core_c, core_t), (pub_c, pub_t) = timed(
             [fns[0], fns[1], _stats_ready(fns[2])], repeats
@@ -200,10 +217,47 @@ def run_case(
                 "passed": pub_t / base_t <= TARGET,
             }
         )
+    if MOMENTS in functions:
+        rows.append(moments_row(name, d, paths, n_steps, repeats))
     peak = _peak_rss_gb()
     for row in rows:
         row["peak_rss_gb"] = peak
     return rows
+
+
+def moments_row(name: str, d: int, paths: int, n_steps: int, repeats: int) -> dict:
+    """`sl.simulate(..., form="moments")`, the moment-matched SDE at its default nodes, against
+    `sl.simulate` with the hand-derived SDE (form default): same problem, steps, keys and
+    `keep="stats"`, so the ratio is the cost of one moment-matched step (one gradient, the
+    update at every node, the per-coordinate covariance and its Cholesky factor) over one
+    hand-derived step."""
+    prob, opt = problem(d), optimizer(name)
+    x0, key = jnp.ones(d), jax.random.key(1)
+    moments = sl.sde_for(opt, prob, form=MOMENTS)
+
+    def call(form):
+        def run():
+            return sl.simulate(opt, prob, x0, n_steps, paths, key, n_steps, form=form, keep="stats")
+
+        return _stats_ready(lambda: run().stats)
+
+    (base_c, base_t), (mom_c, mom_t) = timed([call("default"), call(MOMENTS)], repeats)
+    return {
+        "case": f"moments SDE {name}",
+        "d": d,
+        "paths": paths,
+        "steps": n_steps,
+        "baseline": f"simulate, {type(sl.sde_for(opt, prob)).__name__} (form default)",
+        "baseline_s": base_t,
+        "sdelens_s": mom_t,
+        "compile_baseline_s": base_c,
+        "compile_sdelens_s": mom_c,
+        "ratio": mom_t / base_t,
+        "target": f"<= {MOMENTS_TARGET:g}",
+        "passed": mom_t / base_t <= MOMENTS_TARGET,
+        "rule": moments.rule,
+        "nodes": moments.nodes,
+    }
 
 
 def _stats_ready(fn):
@@ -280,15 +334,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--case", nargs=3, metavar=("OPTIMIZER", "D", "PATHS"))
     parser.add_argument(
-        "--functions", nargs="+", choices=FUNCTIONS, default=FUNCTIONS, help="with --case"
+        "--functions",
+        nargs="+",
+        choices=(*FUNCTIONS, MOMENTS),
+        help="the rows of --case (default: simulate run_optimizer); without --case, only the "
+        "cases with these rows (no torchsde or network rows)",
     )
     parser.add_argument("--steps", type=int)
     parser.add_argument("--no-peers", action="store_true", help="skip the torchsde rows")
     args = parser.parse_args()
     if args.case:
         name, d, paths = args.case[0], int(args.case[1]), int(args.case[2])
+        functions = args.functions or FUNCTIONS
+        if name not in OPTIMIZERS and set(functions) - {MOMENTS}:
+            parser.error(f"--case {name}: only --functions {MOMENTS} (no hand-written baseline)")
         n_steps = args.steps or steps_for(d, paths)
-        print(json.dumps(run_case(name, d, paths, n_steps, args.repeats, args.functions)))
+        print(json.dumps(run_case(name, d, paths, n_steps, args.repeats, functions)))
         return
     dims, path_counts = ((4,), (64,)) if args.quick else ((10, 1000), (1000, 100_000))
     repeats = 1 if args.quick else args.repeats
@@ -302,6 +363,12 @@ def main() -> None:
         (name, d, paths, FUNCTIONS) for name in OPTIMIZERS for d in dims for paths in path_counts
     ]
     cases += QUICK_EXTRA_CASES if args.quick else EXTRA_CASES
+    if args.functions:
+        cases = [
+            (name, d, paths, tuple(f for f in functions if f in args.functions))
+            for name, d, paths, functions in cases
+        ]
+        cases = [case for case in cases if case[3]]
     rows = []
     for name, d, paths, functions in cases:
         command = [sys.executable, __file__, "--case", name, str(d), str(paths)]
@@ -310,9 +377,10 @@ def main() -> None:
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         rows += json.loads(out.strip().splitlines()[-1])
         print(f"done: {name} d={d} paths={paths}", file=sys.stderr, flush=True)
-    if not args.no_peers:
+    if not args.no_peers and not args.functions:
         rows += torchsde_rows([(d, p) for d in dims for p in path_counts], repeats)
-    rows += network_rows(args.quick)
+    if not args.functions:
+        rows += network_rows(args.quick)
     print_table(rows)
 
 

@@ -41,11 +41,14 @@ def test_benchmark_script_runs_quick():
     for function in ("simulate", "run_optimizer"):
         for optimizer in ("signsgd", "adam"):
             assert f"{function} {optimizer}" in cases
-    # the extra small-d Adam row (d = 32 in the full grid) runs simulate only
+    # the extra small-d Adam case (d = 32 in the full grid) runs simulate and, in quick mode,
+    # the moments row (form="moments" against the hand-derived SDE, target 3x)
     assert [(row["case"], row["d"]) for row in rows if row["d"] == "32"] == [
-        ("simulate adam", "32")
+        ("simulate adam", "32"),
+        ("moments SDE adam", "32"),
     ]
-    assert sum("SDE" in case for case in cases) == 4  # the network rows
+    assert next(r for r in rows if r["case"] == "moments SDE adam")["target"].startswith("<= 3 ")
+    assert sum("SDE" in case and "moments" not in case for case in cases) == 4  # network rows
     for row in rows:
         assert float(row["sdelens/baseline"]) > 0
         assert float(row["peak RSS GB"]) > 0
