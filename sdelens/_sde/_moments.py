@@ -182,8 +182,9 @@ class MomentsSDE(AbstractOptimizerSDE):
     with `Y = OptaxState(x, <the optax state's per-parameter leaves>)` and `Δ` one update of
     `optimizer.to_optax()` at the gradient `g = ∇f(x) + Z`; integer leaves of the optax state
     are step counters, set to `k = ⌊t/η⌋` (so Adam's bias corrections are the discrete ones).
-    Optimizers that evaluate a second gradient (SAM) get `grad_fn(x', ·) = ∇f(x') + Z` with
-    the same `Z`; for noise that is not additive, the same minibatch key.
+    Optimizers that evaluate a second gradient (SAM) get `grad_fn(x', noise_key) = ∇f(x') + Z`
+    with the same `Z`; for noise that is not additive, the same minibatch key. Gradients under
+    any other key (Entropy-SGD's inner chain) get independent noise, as in the optimizer.
 
     **Moments** (`rule`):
     - `"quadrature"` (chosen by `"auto"` for a coordinate-wise update, `optimizer.coordinatewise`
@@ -371,6 +372,19 @@ class MomentsSDE(AbstractOptimizerSDE):
             after = layout.state(updates, new)
             return type(y)(updates, *(a - b for a, b in zip(after[1:], y[1:], strict=True)))
 
+        def additive_grad_fn(z_j, noise_key):
+            """`grad_fn(p, key)` of additive noise: the step's draw `z_j` for the step's key
+            (SAM's second gradient sees the same draw), an independent one for any other key
+            (Entropy-SGD's inner chain draws a gradient per inner step)."""
+            step = jax.random.key_data(noise_key)
+
+            def grad_fn(p, key):
+                same = jnp.all(jax.random.key_data(key) == step)
+                fresh = problem.noise.sample(key, p.shape).astype(p.dtype)
+                return problem.grad(p) + jnp.where(same, z_j, fresh)
+
+            return grad_fn
+
         base = jax.random.fold_in(jax.random.key(self.seed), 1)
         if self.rule == "quadrature":
             nodes, weights = self._offset_nodes(t, x.dtype)
@@ -378,7 +392,7 @@ class MomentsSDE(AbstractOptimizerSDE):
             z = nodes[:, None] * self._scale(x.shape[0], x.dtype)[None, :]
 
             def one(z_j):
-                return delta(grad + z_j, lambda p, key: problem.grad(p) + z_j, base)
+                return delta(grad + z_j, additive_grad_fn(z_j, base), base)
 
             return jax.vmap(one)(z), weights
         n = self.nodes
@@ -392,7 +406,7 @@ class MomentsSDE(AbstractOptimizerSDE):
             z = jnp.concatenate([half, -half])
 
             def one(z_j, key):
-                return delta(grad + z_j, lambda p, key_: problem.grad(p) + z_j, key)
+                return delta(grad + z_j, additive_grad_fn(z_j, key), key)
 
             return jax.vmap(one)(z, keys), weights
 
