@@ -228,11 +228,11 @@ def test_second_moments_get_no_diffusion_so_no_path_takes_a_singular_step():
 
 def test_adam_moments_sde_is_weak_order_one_and_closer_than_the_hand_derived_form():
     """`weak_order` with `ρ = (1-β)/η` fixed: the moment-matched Adam SDE's slope is ≈ 1, and at
-    every lr its error is smaller than the published form's (measured errors 0.0086, 0.018,
-    0.037, slope 1.05)."""
+    every lr its error is smaller than the published form's (measured at 8000 paths: errors
+    0.0086, 0.018, 0.037, slope 1.05; the published form 0.019, 0.033, 0.052, slope 0.74)."""
     opt = sl.Adam(lr=0.02, beta1=0.9, beta2=0.99)
     kw = {"lrs": [0.01, 0.02, 0.04], "horizon": 1.6, "x0": jnp.array([1.0, -1.0, 0.5])}
-    kw |= {"n_paths": 8000, "n_saves": 4, "substeps": 4}
+    kw |= {"n_paths": 5000, "n_saves": 4, "substeps": 4}
     moments = sl.weak_order(opt, GAUSS, form="moments", **kw)
     hand = sl.weak_order(opt, GAUSS, **kw)
     assert np.all(moments.error > 3 * moments.se), (moments.error, moments.se)
