@@ -277,9 +277,23 @@ def _both(both) -> dict:
     return {"optimizer": both.ref, "sde": both.run}
 
 
+def _warn_model(name: str, validity: dict | None) -> None:
+    """Entropy-SGD's two-timescale model outside its domain (docs/math.md §7.4)."""
+    if validity is None or validity["valid"]:
+        return
+    _say(
+        f"Warning: {name}: the two-timescale SDE assumes an inner chain at equilibrium, but its "
+        f"relaxation time is {validity['relaxation_steps']:.3g} inner steps against "
+        f"L = {validity['inner_steps']} (ratio {validity['relaxation_over_inner_steps']:.2g}, "
+        f"valid <= 1/3; eps = {validity['eps']:.2g}, valid <= 0.1): expect a gap; "
+        "--form moments models the finite chain."
+    )
+
+
 def _compare_row(name: str, both) -> tuple:
     _warn(f"{name} optimizer", both.ref)
     _warn(f"{name} SDE", both.run)
+    _warn_model(name, both.model_validity)
     m = both.metrics()
     return (
         name,

@@ -461,3 +461,21 @@ def test_force_never_touches_what_sdelens_did_not_write(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "exists: pass --force to replace it" in result.output
     unwritable = invoke("demo", "--out", paper / "thesis.tex" / "run")
     assert unwritable.exit_code == 2 and "nothing can be written in" in unwritable.output
+
+
+def test_compare_warns_when_entropy_sgd_is_outside_its_models_domain(tmp_path):
+    """At the defaults the inner chain needs 25 inner steps to relax and runs L = 20: the
+    two-timescale model is outside its domain, said on the console and in summary.json;
+    with L = 100 it is inside and nothing is said."""
+    out = tmp_path / "ent"
+    result = invoke(
+        "compare", "--optimizer", "entropysgd", "--steps", 10, "--paths", 8, "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert "Warning: entropysgd: the two-timescale SDE assumes" in result.output
+    assert "relaxation time is 25 inner steps against L = 20" in result.output
+    validity = json.loads((out / "summary.json").read_text())["metrics"]["model_validity"]
+    assert validity["valid"] is False and validity["relaxation_over_inner_steps"] == 1.25
+    args = ["compare", "--optimizer", "entropysgd", "--inner-steps", 100, "--steps", 10]
+    result = invoke(*args, "--paths", 8, "--out", tmp_path / "ok")
+    assert result.exit_code == 0 and "Warning" not in result.output, result.output

@@ -87,3 +87,32 @@ def test_what_the_model_refuses():
         sl.sde_for(sl.EntropySGD(0.5, 1.0, 0.05, 5, 0.01), heavy)
     with pytest.raises(ValueError, match="form='malladi' is invalid for EntropySGD"):
         sl.sde_for(sl.EntropySGD(0.5, 1.0, 0.05, 5, 0.01), prob, form="malladi")
+
+
+def test_validity_separates_where_the_model_tracks_the_optimizer():
+    """`validity()` at the command line's defaults (`η' = 0.02`, `γ = 1`, `h_min = 1`): the
+    inner chain relaxes in `τ = 1/(η'(h_min + γ)) = 25` inner steps, more than `L = 20`, and
+    the model misses the optimizer (largest relative gap of the mean loss over 100 steps
+    measured 25%, 48% over the CLI's 200); with `L = 100` (`τ/L = 0.25`) it is valid and tracks
+    it (0.6%). The moment-matched SDE (`form="moments"`, whose step holds the optimizer's own
+    finite chain) tracks it at `L = 20` too (0.4%)."""
+    prob = sl.Quadratic.standard(3)
+    x0 = jnp.ones(3)
+    kw = {"n_steps": 100, "n_paths": 100, "save_every": 10, "key": jax.random.key(0)}
+    gaps = {}
+    for inner_steps, form in ((20, "default"), (100, "default"), (20, "moments")):
+        opt = sl.EntropySGD(
+            lr=0.01, gamma=1.0, inner_lr=0.02, inner_steps=inner_steps, temperature=0.01
+        )
+        sde = sl.sde_for(opt, prob)
+        validity = sde.validity()
+        assert validity["relaxation_steps"] == pytest.approx(25.0)
+        assert validity["valid"] == (inner_steps == 100)
+        assert validity["eps"] == pytest.approx(0.01 / (inner_steps * 0.02))
+        substeps = 4 if form == "moments" else None  # the moments step holds the whole chain
+        both = sl.optimizer_vs_sde(opt, prob, x0, form=form, substeps=substeps, **kw)
+        assert (both.model_validity is None) == (form == "moments")
+        gaps[inner_steps, form] = both.comparison.max_rel_mean_loss_error
+    assert gaps[20, "default"] > 0.15, gaps
+    assert gaps[100, "default"] < 0.05, gaps
+    assert gaps[20, "moments"] < 0.05, gaps

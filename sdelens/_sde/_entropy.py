@@ -9,12 +9,16 @@ from typing import ClassVar, final
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 
 from .._optimizers import EntropySGD, RelaxationState
-from .._problems import AbstractProblem
+from .._problems import AbstractProblem, Quadratic
 from ._base import AbstractOptimizerSDE
 
-__all__ = ["EntropySGDSDE"]
+__all__ = ["EntropySGDSDE", "VALID_RELAXATION", "VALID_EPS"]
+
+# The model's domain (`EntropySGDSDE.validity`): inner chain relaxed, time scales separated.
+VALID_RELAXATION, VALID_EPS = 1.0 / 3.0, 0.1
 
 
 @final
@@ -52,6 +56,31 @@ class EntropySGDSDE(AbstractOptimizerSDE):
                 f"momentum={opt.momentum}, inner={opt.inner!r}: the continuous-time model of "
                 "Entropy-SGD covers momentum=0 with the SGLD inner chain only."
             )
+
+    def validity(self) -> dict:
+        """How well the optimizer meets the model's two assumptions (docs/math.md §7.4,
+        "Validity"): `eps = η/(L η')` small (the fast variable is fast), and the inner chain
+        relaxed within the `L` steps it runs from `x' = x` each outer step, i.e.
+        `relaxation_over_inner_steps = τ/L` small, `τ = 1/(η'(h_min + γ))` inner steps (the
+        slowest mode of the chain's drift `∇f + γ(x' - x)` on a quadratic; `h_min` is the
+        smallest curvature of a `Quadratic`, else 0, which bounds `τ` from above for convex
+        losses; `γ` at step 0, before any scoping). `valid` when `τ/L <= 1/3` (the chain's
+        mean then has relaxed to within `e⁻³ = 5%`) and `eps <= 0.1`."""
+        opt, prob = self.optimizer, self.problem
+        h_min = 0.0
+        if isinstance(prob, Quadratic):
+            h = np.asarray(prob.h)
+            h_min = float(h.min() if h.ndim == 1 else np.linalg.eigvalsh(h).min())
+        tau = 1.0 / (float(opt.inner_lr) * (h_min + float(opt.gamma)))
+        ratio = tau / opt.inner_steps
+        return {
+            "eps": float(self.eps),
+            "relaxation_steps": tau,
+            "inner_steps": int(opt.inner_steps),
+            "relaxation_over_inner_steps": ratio,
+            "curvature_bound": h_min,
+            "valid": bool(ratio <= VALID_RELAXATION and self.eps <= VALID_EPS),
+        }
 
     @property
     def eps(self) -> float:

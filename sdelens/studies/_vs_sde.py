@@ -13,7 +13,7 @@ from .._evaluate import evaluate
 from .._optimizers import AbstractOptimizer
 from .._problems import AbstractProblem, NetworkProblem
 from .._run import Run
-from .._sde import sde_for
+from .._sde import EntropySGDSDE, sde_for
 from .._simulate import run_optimizer, simulate
 from .._theory import Stationary, empirical_stationary, stationary
 from ._common import resolve_key
@@ -35,7 +35,9 @@ class OptimizerVsSDE:
 
     `comparison` is `compare(ref, run)`; `theory` the closed-form stationary law (None where
     none exists); `test_accuracy` (network problems with stored paths) `{"optimizer": (n, S),
-    "sde": (n, S)}` of every path at every save. Figures: `sdelens.plot.figures(result)`.
+    "sde": (n, S)}` of every path at every save; `model_validity` how well the optimizer meets
+    the SDE's assumptions where the model states them (Entropy-SGD's two-timescale model:
+    `EntropySGDSDE.validity`; None otherwise). Figures: `sdelens.plot.figures(result)`.
     """
 
     optimizer: AbstractOptimizer
@@ -45,12 +47,15 @@ class OptimizerVsSDE:
     comparison: Comparison
     theory: Stationary | None
     test_accuracy: dict[str, np.ndarray] | None = None
+    model_validity: dict | None = None
 
     def metrics(self, burn_in: float = 0.5) -> dict:
         """`compare` metrics plus the stationary loss of both runs and of the theory (for
         network problems the final test accuracy instead: training curves are not
         stationary)."""
         out = self.comparison.metrics()
+        if self.model_validity is not None:
+            out["model_validity"] = dict(self.model_validity)
         if self.test_accuracy is not None:
             out["final_test_accuracy"] = {
                 k: float(np.nanmean(v[:, -1])) for k, v in self.test_accuracy.items()
@@ -94,7 +99,7 @@ def optimizer_vs_sde(
     """
     key = resolve_key(key, seed)
     substeps = opt.grads_per_step if substeps is None else substeps
-    sde_for(opt, prob, form=form, nodes=nodes)  # a bad optimizer/form pair fails before any run
+    sde = sde_for(opt, prob, form=form, nodes=nodes)  # a bad pair fails before any run
     key_opt, key_sde = jax.random.split(key)
     scale = {"keep": keep, "chunk_size": chunk_size}
     ref = run_optimizer(
@@ -121,4 +126,5 @@ def optimizer_vs_sde(
             for label, r in (("optimizer", ref), ("sde", run))
         }
     theory = _try_stationary(opt, prob)
-    return OptimizerVsSDE(opt, prob, ref, run, compare(ref, run), theory, accuracy)
+    validity = sde.validity() if isinstance(sde, EntropySGDSDE) else None
+    return OptimizerVsSDE(opt, prob, ref, run, compare(ref, run), theory, accuracy, validity)
