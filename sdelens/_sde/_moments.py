@@ -428,7 +428,7 @@ class MomentsSDE(AbstractOptimizerSDE):
         w = weights[:, None]
         mean = [jnp.sum(w * a, axis=0) for a in blocks]
         n = len(blocks)
-        noisy = self._noisy_blocks(n)
+        noisy = self._noisy_blocks()
         # Blocks without diffusion (non-negative statistics) need no second moments: for Adam
         # that halves the reductions over the nodes, the bulk of the step.
         cov = [[jnp.zeros_like(mean[0])] * n for _ in range(n)]
@@ -439,10 +439,10 @@ class MomentsSDE(AbstractOptimizerSDE):
                     cov[a][b] = cov[b][a] = second - mean[a] * mean[b]
         return jnp.stack(mean), jnp.stack([jnp.stack(row) for row in cov])
 
-    def _noisy_blocks(self, n_blocks):
+    def _noisy_blocks(self) -> tuple[bool, ...]:
         """Per block of `Y`: whether it gets diffusion (`x` always; non-negative statistics
         never)."""
-        return np.asarray((True, *(not keep for keep in self.nonnegative)))[:n_blocks]
+        return (True, *(not keep for keep in self.nonnegative))
 
     def drift(self, t, y, args):
         if self.rule == "quadrature":
@@ -460,6 +460,6 @@ class MomentsSDE(AbstractOptimizerSDE):
         root = jnp.sqrt(weights / self.lr)[:, None]
         centred = tuple(
             root * (a - jnp.sum(weights[:, None] * a, axis=0)) if noisy else jnp.zeros_like(a)
-            for a, noisy in zip(deltas, self._noisy_blocks(len(deltas)), strict=True)
+            for a, noisy in zip(deltas, self._noisy_blocks(), strict=True)
         )
         return _DrawRoot(centred, type(y))
