@@ -73,8 +73,10 @@ from ._sde import (
 from ._simulate import run_optimizer as run_optimizer, simulate as simulate
 from ._stats import loglog_slope as loglog_slope
 from ._theory import (
+    EntropyRate as EntropyRate,
     Stationary as Stationary,
     empirical_stationary as empirical_stationary,
+    entropy_sgd_rate as entropy_sgd_rate,
     linearised_stationary as linearised_stationary,
     stationary as stationary,
 )

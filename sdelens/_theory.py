@@ -1,5 +1,5 @@
 """Stationary distributions: closed forms on quadratics, the Lyapunov route, and estimates
-from runs (docs/math.md §5)."""
+from runs (docs/math.md §5); Entropy-SGD's exact linear rate on quadratics (§7.4)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ._linalg import lyapunov
-from ._optimizers import AbstractOptimizer
+from ._optimizers import AbstractOptimizer, EntropySGD
 from ._problems import AbstractProblem, Quadratic
 from ._run import Run
 from ._sde import sde_for
@@ -23,6 +23,8 @@ __all__ = [
     "linearised_stationary",
     "lyapunov",
     "empirical_stationary",
+    "EntropyRate",
+    "entropy_sgd_rate",
 ]
 
 
@@ -207,3 +209,68 @@ def empirical_stationary(run: Run, burn_in: float = 0.5, window: float | None = 
         method=f"empirical ({run.kind}, {int(finite.sum())} paths x {int(keep.sum())} saves)",
         expected_loss_se=se,
     )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EntropyRate:
+    """Entropy-SGD's mean dynamics on a quadratic, per eigenvalue `h` of `H` (ascending), from
+    `entropy_sgd_rate`:
+
+    - `inner_factor`: `a = 1 - η'(h + γ)`, the inner chain's contraction per inner step;
+    - `per_step`: `r`, the exact factor of one outer step on the mean, `E x_{k+1} = r E x_k`
+      along the eigenvector;
+    - `rate`: `-log|r|/η`, the optimizer's rate per unit of the clock `t = kη`;
+    - `model_rate`: `γ_out h/(h + γ)`, the two-timescale SDE's averaged rate (its inner chain
+      at equilibrium);
+    - `stable`: `|r| < 1` and `|a| < 1` (the inner chain itself contracts).
+    """
+
+    h: np.ndarray
+    inner_factor: np.ndarray
+    per_step: np.ndarray
+    rate: np.ndarray
+    model_rate: np.ndarray
+    stable: np.ndarray
+
+    def metrics(self) -> dict:
+        return {f.name: getattr(self, f.name).tolist() for f in dataclasses.fields(self)}
+
+
+def entropy_sgd_rate(opt: EntropySGD, prob: Quadratic) -> EntropyRate:
+    """The exact linear rate of Entropy-SGD (`momentum = 0`, SGLD, no scoping) on a quadratic
+    (docs/math.md §7.4, "Rate").
+
+    The gradient noise and the Langevin noise have mean 0 and enter linearly, so the mean of
+    `x` (relative to the minimum) follows the noise-free recursion exactly. Along an
+    eigenvector of `H` with eigenvalue `h`, the inner chain from `x' = μ = x` runs
+    `x'ᵢ₊₁ = a x'ᵢ + η'γ x`, `a = 1 - η'(h + γ)`, so `x'ᵢ = (aⁱ + (1 - aⁱ) q) x` with
+    `q = γ/(h + γ)`; the average `μ ← (1-α)μ + α x'` after `L` steps is `c x`; the outer step
+    `x ← x - η γ_out (x - μ)` multiplies the mean by `r = 1 - η γ_out (1 - c)`. With
+    `L → ∞` (`c → q`) and `η → 0`, `-log r/η → γ_out h/(h + γ)`, the model's rate.
+    """
+    if not isinstance(opt, EntropySGD):
+        raise ValueError(f"opt={opt.name!r} is invalid: entropy_sgd_rate needs an EntropySGD.")
+    if not isinstance(prob, Quadratic):
+        raise ValueError(
+            f"prob={prob.name!r} is invalid: entropy_sgd_rate needs a Quadratic (a linear "
+            "gradient), not a general loss."
+        )
+    if opt.momentum != 0.0 or opt.inner != "sgld" or opt.scoping != 0.0:
+        raise ValueError(
+            f"momentum={opt.momentum}, inner={opt.inner!r}, scoping={opt.scoping}: the rate is "
+            "derived for momentum=0, the SGLD inner chain and no scoping."
+        )
+    hs = np.asarray(prob.h, dtype=float)
+    h = np.sort(hs if hs.ndim == 1 else np.linalg.eigvalsh(hs))
+    lr, gamma, inner_lr, alpha = (float(v) for v in (opt.lr, opt.gamma, opt.inner_lr, opt.alpha))
+    gamma_out = gamma if opt.gamma_in_outer_step else 1.0
+    a = 1.0 - inner_lr * (h + gamma)
+    position, mean = np.ones_like(h), np.ones_like(h)  # x' and μ in units of x
+    for _ in range(opt.inner_steps):
+        position = a * position + inner_lr * gamma
+        mean = (1.0 - alpha) * mean + alpha * position
+    r = 1.0 - lr * gamma_out * (1.0 - mean)
+    with np.errstate(divide="ignore"):
+        rate = -np.log(np.abs(r)) / lr
+    stable = (np.abs(r) < 1.0) & (np.abs(a) < 1.0)
+    return EntropyRate(h, a, r, rate, gamma_out * h / (h + gamma), stable)
