@@ -260,8 +260,7 @@ def entropy_sgd_rate(opt: EntropySGD, prob: Quadratic) -> EntropyRate:
             f"momentum={opt.momentum}, inner={opt.inner!r}, scoping={opt.scoping}: the rate is "
             "derived for momentum=0, the SGLD inner chain and no scoping."
         )
-    hs = np.asarray(prob.h, dtype=float)
-    h = np.sort(hs if hs.ndim == 1 else np.linalg.eigvalsh(hs))
+    h = prob.curvatures
     lr, gamma, inner_lr, alpha = (float(v) for v in (opt.lr, opt.gamma, opt.inner_lr, opt.alpha))
     gamma_out = gamma if opt.gamma_in_outer_step else 1.0
     a = 1.0 - inner_lr * (h + gamma)

@@ -281,11 +281,14 @@ def _warn_model(name: str, validity: dict | None) -> None:
     """Entropy-SGD's two-timescale model outside its domain (docs/math.md §7.4)."""
     if validity is None or validity["valid"]:
         return
+    from sdelens._sde._entropy import VALID_EPS, VALID_RELAXATION
+
     _say(
         f"Warning: {name}: the two-timescale SDE assumes an inner chain at equilibrium, but its "
         f"relaxation time is {validity['relaxation_steps']:.3g} inner steps against "
         f"L = {validity['inner_steps']} (ratio {validity['relaxation_over_inner_steps']:.2g}, "
-        f"valid <= 1/3; eps = {validity['eps']:.2g}, valid <= 0.1): expect a gap; "
+        f"valid <= {VALID_RELAXATION:.2g}; eps = {validity['eps']:.2g}, valid <= {VALID_EPS:g}): "
+        "expect a gap; "
         "--form moments models the finite chain."
     )
 

@@ -130,7 +130,7 @@ class SGD(AbstractStatelessOptimizer):
                 f"SGD has no stationary law under {noise.label}: its variance is infinite."
             )
         hess = np.asarray(quadratic.hessian, dtype=float)
-        top = float(np.linalg.eigvalsh(hess).max())
+        top = float(quadratic.curvatures[-1])
         if self.momentum > 0:
             return self._momentum_stationary_cov(quadratic, noise, hess, top)
         if self.lr * top >= 2.0:

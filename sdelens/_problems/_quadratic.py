@@ -6,6 +6,7 @@ from typing import final
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .. import _check
@@ -91,6 +92,12 @@ class Quadratic(AbstractProblem):
     def hessian(self) -> Float[Array, "d d"]:
         """`H` as a dense matrix."""
         return jnp.diag(self.h) if self.h.ndim == 1 else self.h
+
+    @property
+    def curvatures(self) -> np.ndarray:
+        """The eigenvalues of `H`, ascending (numpy, float64)."""
+        h = np.asarray(self.h, dtype=float)
+        return np.sort(h) if h.ndim == 1 else np.linalg.eigvalsh(h)
 
     @property
     def x_star(self) -> Float[Array, " d"]:

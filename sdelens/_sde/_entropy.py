@@ -9,7 +9,6 @@ from typing import ClassVar, final
 import jax
 import jax.numpy as jnp
 import lineax as lx
-import numpy as np
 
 from .._optimizers import EntropySGD, RelaxationState
 from .._problems import AbstractProblem, Quadratic
@@ -67,10 +66,7 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         losses; `γ` at step 0, before any scoping). `valid` when `τ/L <= 1/3` (the chain's
         mean then has relaxed to within `e⁻³ = 5%`) and `eps <= 0.1`."""
         opt, prob = self.optimizer, self.problem
-        h_min = 0.0
-        if isinstance(prob, Quadratic):
-            h = np.asarray(prob.h)
-            h_min = float(h.min() if h.ndim == 1 else np.linalg.eigvalsh(h).min())
+        h_min = float(prob.curvatures[0]) if isinstance(prob, Quadratic) else 0.0
         tau = 1.0 / (float(opt.inner_lr) * (h_min + float(opt.gamma)))
         ratio = tau / opt.inner_steps
         return {
