@@ -60,6 +60,7 @@ from ._sde import (
     AdamMalladiSDE as AdamMalladiSDE,
     AdamSDE as AdamSDE,
     EntropySGDSDE as EntropySGDSDE,
+    FiniteChainEntropySGDSDE as FiniteChainEntropySGDSDE,
     LionSDE as LionSDE,
     MomentsSDE as MomentsSDE,
     RMSpropMalladiSDE as RMSpropMalladiSDE,

@@ -65,8 +65,9 @@ OPTIONS = {  # name: (type, default, help)
     "form": (
         str,
         "default",
-        "SDE form: default, malladi (RMSprop, Adam), second_order (SGD) or moments (the "
-        "moment-matched SDE of any optimizer; the default of optax:NAME).",
+        "SDE form: default, malladi (RMSprop, Adam), second_order (SGD), finite_chain "
+        "(Entropy-SGD) or moments (the moment-matched SDE of any optimizer; the default of "
+        "optax:NAME).",
     ),
     "nodes": (int, 0, "Quadrature nodes or Monte Carlo draws of --form moments (0: default)."),
     "problem": (
@@ -288,8 +289,7 @@ def _warn_model(name: str, validity: dict | None) -> None:
         f"relaxation time is {validity['relaxation_steps']:.3g} inner steps against "
         f"L = {validity['inner_steps']} (ratio {validity['relaxation_over_inner_steps']:.2g}, "
         f"valid <= {VALID_RELAXATION:.2g}; eps = {validity['eps']:.2g}, valid <= {VALID_EPS:g}): "
-        "expect a gap; "
-        "--form moments models the finite chain."
+        "expect a gap; --form finite_chain models the finite chain."
     )
 
 

@@ -474,8 +474,16 @@ def test_compare_warns_when_entropy_sgd_is_outside_its_models_domain(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Warning: entropysgd: the two-timescale SDE assumes" in result.output
     assert "relaxation time is 25 inner steps against L = 20" in result.output
+    assert "--form finite_chain models the finite chain" in result.output
     validity = json.loads((out / "summary.json").read_text())["metrics"]["model_validity"]
     assert validity["valid"] is False and validity["relaxation_over_inner_steps"] == 1.25
     args = ["compare", "--optimizer", "entropysgd", "--inner-steps", 100, "--steps", 10]
     result = invoke(*args, "--paths", 8, "--out", tmp_path / "ok")
     assert result.exit_code == 0 and "Warning" not in result.output, result.output
+    # the finite-chain model has no such domain: no warning, no validity in summary.json
+    args = ["compare", "--optimizer", "entropysgd", "--form", "finite_chain", "--steps", 10]
+    result = invoke(*args, "--paths", 8, "--out", tmp_path / "chain")
+    assert result.exit_code == 0 and "Warning" not in result.output, result.output
+    assert "finite_chain form" in result.output
+    metrics = json.loads((tmp_path / "chain" / "summary.json").read_text())["metrics"]
+    assert "model_validity" not in metrics

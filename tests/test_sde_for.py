@@ -23,7 +23,7 @@ ENTROPY = sl.EntropySGD(lr=0.1, gamma=1.0, inner_lr=0.01, inner_steps=5, tempera
         (sl.RMSprop(lr=0.1), ("default", "malladi", "moments")),
         (sl.RMSprop(lr=0.1, weight_decay=0.5), ("default", "malladi", "moments")),
         (ADAM, ("default", "malladi", "moments")),
-        (ENTROPY, ("default", "moments")),
+        (ENTROPY, ("default", "finite_chain", "moments")),
         (sl.SAM(lr=0.1, rho=0.05), ("default", "moments")),
         (sl.Optax(lambda lr: optax.adabelief(lr), lr=0.1), ("moments",)),
     ],
@@ -42,6 +42,7 @@ def test_sde_forms(opt, forms):
         (ADAM, "default", sl.AdamSDE),
         (ADAM, "malladi", sl.AdamMalladiSDE),
         (ENTROPY, "default", sl.EntropySGDSDE),
+        (ENTROPY, "finite_chain", sl.FiniteChainEntropySGDSDE),
     ],
 )
 def test_sde_for_picks_the_class_of_the_optimizer_and_form(opt, form, cls):

@@ -11,7 +11,10 @@ from ._base import (
     embed_noise as embed_noise,
     stratonovich_correction as stratonovich_correction,
 )
-from ._entropy import EntropySGDSDE as EntropySGDSDE
+from ._entropy import (
+    EntropySGDSDE as EntropySGDSDE,
+    FiniteChainEntropySGDSDE as FiniteChainEntropySGDSDE,
+)
 from ._for import SDES as SDES, sde_for as sde_for, sde_forms as sde_forms
 from ._lion import LionSDE as LionSDE
 from ._moments import MomentsSDE as MomentsSDE

@@ -6,7 +6,7 @@ from .._optimizers import AbstractOptimizer
 from .._problems import AbstractProblem
 from ._adaptive import AdamMalladiSDE, AdamSDE, RMSpropMalladiSDE, RMSpropSDE
 from ._base import AbstractOptimizerSDE
-from ._entropy import EntropySGDSDE
+from ._entropy import EntropySGDSDE, FiniteChainEntropySGDSDE
 from ._lion import LionSDE
 from ._moments import MomentsSDE
 from ._sam import SAMSDE, USAMSDE
@@ -24,6 +24,7 @@ SDES: tuple[type[AbstractOptimizerSDE], ...] = (
     AdamSDE,
     AdamMalladiSDE,
     EntropySGDSDE,
+    FiniteChainEntropySGDSDE,
     LionSDE,
     USAMSDE,
     SAMSDE,
@@ -55,10 +56,10 @@ def sde_for(
 
     `form` selects among published forms where there are several (`"default"`: the
     Compagnoni et al. 2025 form on the clock `t = k η`; `"malladi"` for RMSprop and Adam;
-    `"second_order"` for SGD) and `"moments"`, the moment-matched SDE derived from the optax
-    update (`MomentsSDE`, docs/math.md §10), with `nodes` quadrature nodes or Monte Carlo
-    draws (default 16 and 64). An optimizer without a hand-derived SDE (`sl.Optax`) has
-    `"moments"` as its default.
+    `"second_order"` for SGD; `"finite_chain"` for Entropy-SGD) and `"moments"`, the
+    moment-matched SDE derived from the optax update (`MomentsSDE`, docs/math.md §10), with
+    `nodes` quadrature nodes or Monte Carlo draws (default 16 and 64). An optimizer without a
+    hand-derived SDE (`sl.Optax`) has `"moments"` as its default.
     """
     if not isinstance(opt, AbstractOptimizer):
         raise ValueError(f"opt={opt!r} is invalid: an sdelens optimizer (e.g. sl.SGD) is required.")
