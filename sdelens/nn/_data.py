@@ -16,7 +16,11 @@ from .. import _check
 
 __all__ = ["Dataset", "load_dataset", "load_npz", "DATASETS", "NPZ_KEYS", "NPZ_SPLIT_KEYS"]
 
-DATASETS = ("breast-cancer", "digits")
+DATASETS = ("breast-cancer", "digits", "text", "synthetic", "mnist1d")
+# The quick sizes of the character datasets as `load_dataset` names them (ready-made problems
+# such as "lstm-text"): windows of 32 characters from the first 4 000 of the text.
+QUICK_TEXT = {"seq_len": 32, "max_chars": 4_000}
+QUICK_SYNTHETIC = {"seq_len": 32, "n_chars": 4_000}
 NPZ_KEYS = ("x", "y")  # one set of examples, split by `load_npz`
 NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")  # the user's own split
 
@@ -29,26 +33,48 @@ def _found(values: np.ndarray, limit: int = 5) -> str:
 
 
 def _check_split(split: str, x, y, n_classes: int) -> None:
-    """Shapes and dtypes (known even under tracing), then values when they are concrete."""
-    if y.ndim != 1:
-        raise ValueError(f"y_{split} has shape {y.shape}: (n,) class labels are required.")
+    """Shapes and dtypes (known even under tracing), then values when they are concrete.
+
+    `y` is `(n,)` (one label per example) or `(n, t)` with `x` of shape `(n, t, ...)` (one
+    label per position of a sequence, e.g. the next character); `x` is floating-point
+    features or integer tokens."""
+    if y.ndim not in (1, 2):
+        raise ValueError(
+            f"y_{split} has shape {y.shape}: (n,) class labels or (n, t) labels per position "
+            "are required."
+        )
     if x.ndim < 1 or x.shape[0] != y.shape[0]:
         n_x = x.shape[0] if x.ndim else "no"
         raise ValueError(
             f"x_{split} has {n_x} examples but y_{split} has {y.shape[0]}: they must match."
         )
+    if y.ndim == 2 and x.shape[:2] != y.shape:
+        raise ValueError(
+            f"y_{split} has shape {y.shape} but x_{split} has {x.shape}: labels per position "
+            "need x of shape (n, t, ...) with the same t."
+        )
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise ValueError(f"y_{split} has dtype {y.dtype}: integer class labels are required.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"x_{split} has dtype {x.dtype}: floating-point features are required.")
+    tokens = jnp.issubdtype(x.dtype, jnp.integer)
+    if not (tokens or jnp.issubdtype(x.dtype, jnp.floating)):
+        raise ValueError(
+            f"x_{split} has dtype {x.dtype}: floating-point features or integer tokens are "
+            "required."
+        )
     if not (_check.is_concrete(x) and _check.is_concrete(y)):
         return
     x, y = np.asarray(x), np.asarray(y)
-    if not np.all(np.isfinite(x)):
+    if not tokens and not np.all(np.isfinite(x)):
         raise ValueError(f"x_{split} has NaN or infinite entries: finite features are required.")
     outside = y[(y < 0) | (y >= n_classes)]
     if outside.size:
         raise ValueError(f"y_{split} has labels outside [0, {n_classes}): found {_found(outside)}.")
+    if tokens:
+        outside = x[(x < 0) | (x >= n_classes)]
+        if outside.size:
+            raise ValueError(
+                f"x_{split} has tokens outside [0, {n_classes}): found {_found(outside)}."
+            )
 
 
 @final
@@ -58,10 +84,14 @@ class Dataset(eqx.Module):
     **Fields:**
 
     - `x_train`, `x_test`: `(n, *feature_shape)` floating-point features (float32 from the
-      loaders, standardised with the training statistics).
-    - `y_train`, `y_test`: `(n,)` integer labels in `[0, n_classes)`.
-    - `n_classes`: number of classes (static).
+      loaders, standardised with the training statistics), or `(n, t)` integer tokens in
+      `[0, n_classes)` (text: one example is a window of `t` characters).
+    - `y_train`, `y_test`: `(n,)` integer labels in `[0, n_classes)`, or `(n, t)` labels per
+      position (text: the next character after each position).
+    - `n_classes`: number of classes, the vocabulary size for text (static).
     - `name`: a label for plots and problem names (static).
+    - `meta`: provenance, `(key, value)` string pairs (static): e.g. the origin of a text and
+      its SHA-256, recorded in every result (`dict(data.meta)`).
 
     Values are checked when concrete (finite features, labels in range); shapes and dtypes are
     always checked. The test split may be empty, the training split may not.
@@ -73,6 +103,7 @@ class Dataset(eqx.Module):
     y_test: Int[Array, " m"]
     n_classes: int = eqx.field(static=True)
     name: str = eqx.field(static=True, default="data")
+    meta: tuple[tuple[str, str], ...] = eqx.field(static=True, default=())
 
     def __check_init__(self):
         _check.positive_int("n_classes", self.n_classes)
@@ -95,6 +126,16 @@ class Dataset(eqx.Module):
     @property
     def n_train(self) -> int:
         return self.x_train.shape[0]
+
+    @property
+    def tokens(self) -> bool:
+        """Whether the inputs are integer tokens (text) rather than features."""
+        return bool(jnp.issubdtype(self.x_train.dtype, jnp.integer))
+
+    @property
+    def per_position(self) -> bool:
+        """Whether there is one label per position of a sequence (`y` of shape `(n, t)`)."""
+        return self.y_train.ndim == 2
 
 
 def _split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,12 +211,18 @@ def load_dataset(
     image: bool = False,
     train_size: int | None = None,
 ) -> Dataset:
-    """A dataset bundled with scikit-learn (nothing is downloaded).
+    """A dataset shipped with the installed packages (nothing is downloaded).
 
-    - `"breast-cancer"`: 569 examples, 30 features, 2 classes.
-    - `"digits"`: 1797 8×8 grey-level images, 10 classes. `image=True` gives `(1, 8, 8)`
-      channels-first images standardised by one global mean and std; otherwise 64 features
-      standardised one by one.
+    - `"breast-cancer"`: 569 examples, 30 features, 2 classes (scikit-learn).
+    - `"digits"`: 1797 8×8 grey-level images, 10 classes (scikit-learn). `image=True` gives
+      `(1, 8, 8)` channels-first images standardised by one global mean and std; otherwise 64
+      features standardised one by one.
+    - `"mnist1d"`: MNIST-1D, 4000 + 1000 signals of 40 samples, 10 classes, generated locally
+      (`load_mnist1d`; its own split, `test_fraction` and `seed` do not apply).
+    - `"text"`, `"synthetic"`: characters of the Python documentation text and of a source
+      with a known entropy rate at quick sizes, windows of 32 characters from the first
+      4 000 (`load_text`, `load_synthetic`, which take every size; contiguous splits,
+      `test_fraction` applies, `seed` is the synthetic source's).
 
     **Arguments:**
 
@@ -192,6 +239,22 @@ def load_dataset(
     only, and returned as float32; labels as int32.
     """
     _check.choice("dataset", name, DATASETS)
+    if image and name not in ("digits", "breast-cancer"):
+        raise ValueError(f"image=True is invalid for {name!r}: it has no images.")
+    if name == "mnist1d":
+        from ._mnist1d import load_mnist1d
+
+        return load_mnist1d(train_size=train_size)
+    if name == "text":
+        from ._text import load_text
+
+        return load_text(test_fraction=test_fraction, train_size=train_size, **QUICK_TEXT)
+    if name == "synthetic":
+        from ._text import load_synthetic
+
+        return load_synthetic(
+            test_fraction=test_fraction, seed=seed, train_size=train_size, **QUICK_SYNTHETIC
+        )
     from sklearn import datasets  # imported here: only the loaders need scikit-learn
 
     if name == "breast-cancer":

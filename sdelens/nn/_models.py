@@ -18,10 +18,11 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import _check
+from ._recurrent import CNN1D, RecurrentClassifier, RecurrentLM, _sequence_model
 
 __all__ = ["MLP", "LeNet", "ResNet", "Transformer", "make_model", "count_params", "MODELS"]
 
-MODELS = ("mlp", "lenet", "cnn", "resnet", "transformer")
+MODELS = ("mlp", "lenet", "cnn", "resnet", "transformer", "lstm", "gru", "cnn1d")
 
 
 def count_params(model) -> int:
@@ -326,21 +327,29 @@ def make_model(
     feature_shape: tuple[int, ...],
     *,
     key: PRNGKeyArray,
+    tokens: bool = False,
     **kwargs,
-) -> MLP | LeNet | ResNet | Transformer:
+) -> MLP | LeNet | ResNet | Transformer | RecurrentLM | RecurrentClassifier | CNN1D:
     """Build a model for data with the given per-example `feature_shape`.
 
     **Arguments:**
 
-    - `name`: `"mlp"`, `"lenet"` (alias `"cnn"`), `"resnet"` or `"transformer"`.
-    - `n_classes`: number of logits.
+    - `name`: `"mlp"`, `"lenet"` (alias `"cnn"`), `"resnet"`, `"transformer"`, `"lstm"`,
+      `"gru"` or `"cnn1d"`.
+    - `n_classes`: number of logits (for a language model, the vocabulary size).
     - `feature_shape`: shape of one example, e.g. `Dataset.feature_shape`. The image models
       need `(C, S, S)` (channels first) or `(S, S)` images, or flat features together with
       `image_size=S` (the Transformer also takes a flat perfect square such as `(64,)` as one
-      8×8 channel).
+      8×8 channel). `"lstm"` and `"gru"` take sequences `(t,)` (one feature per step) or
+      `(t, c)`; `"cnn1d"` takes signals `(L,)` or `(1, L)` (e.g. MNIST-1D's `(40,)`).
     - `key`: initialisation key. `eqx.filter_vmap(lambda k: make_model(..., key=k))(keys)`
       builds a stacked ensemble.
-    - `kwargs`: passed to the model (`width`, `depth`, `n_blocks`, `d_model`, `patch`, ...).
+    - `tokens`: only for `"lstm"`/`"gru"`. `False` (default): a `RecurrentClassifier` of the
+      sequence, logits `(n_classes,)` from its final hidden state. `True`: a character-level
+      `RecurrentLM` of integer token sequences `(t,)` with vocabulary `n_classes`, logits
+      `(t, n_classes)`, position `i` predicting token `i + 1`.
+    - `kwargs`: passed to the model (`width`, `depth`, `n_blocks`, `d_model`, `patch`,
+      `hidden`, `embed`, `channels`, `kernel`, ...).
     """
     _check.choice("model", name, MODELS)
     _check.positive_int("n_classes", n_classes)
@@ -349,6 +358,15 @@ def make_model(
         raise ValueError(
             f"feature_shape={feature_shape} is invalid: positive integer sizes are required."
         )
+    if not isinstance(tokens, (bool, np.bool_)):
+        raise ValueError(f"tokens={tokens!r} is invalid: True or False is required.")
+    if tokens and name not in ("lstm", "gru"):
+        raise ValueError(
+            f"tokens=True is invalid with model={name!r}: only 'lstm' and 'gru' build a "
+            "language model of token sequences."
+        )
+    if name in ("lstm", "gru", "cnn1d"):
+        return _sequence_model(name, n_classes, feature_shape, bool(tokens), key, kwargs)
     if name == "mlp":
         return MLP(math.prod(feature_shape), n_classes, key=key, **kwargs)
     channels, side = _image_shape(name, feature_shape, kwargs.pop("image_size", None))
