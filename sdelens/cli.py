@@ -238,6 +238,13 @@ def _save(o, config: dict, result, runs: dict, arrays=None) -> None:
     typer.echo(f"Results in {o.out}/ (summary.json, runs.npz, {len(figures)} PNG figures)")
 
 
+def _record_data(config: dict, prob) -> None:
+    """The dataset's provenance (origin, SHA-256, ...) in the run's config, where it has one."""
+    meta = getattr(getattr(prob, "data", None), "meta", ())
+    if meta:
+        config["data_provenance"] = dict(meta)
+
+
 def _cell(value) -> str:
     """A table entry: a statistic without data (NaN) is marked, not printed as a number."""
     if isinstance(value, float):
@@ -372,6 +379,7 @@ def compare(o) -> None:
     options = _pick(o, "noise scale dim cond df batch_size covariance data")
     prob = sl.problem_by_name(o.problem, **options, key=_key(o))
     network = isinstance(prob, sl.NetworkProblem)
+    _record_data(config, prob)
     steps, paths = (200, 16) if network else (2000, 1000)  # what a quick look needs
     sde = sl.sde_for(opt, prob, form=o.form, nodes=o.nodes or None)  # bad pairs fail here
     _say(f"{opt.name}: optimizer and SDE ({sde.form} form) ...")
@@ -516,6 +524,7 @@ def entropy(o) -> None:
             f"problem={o.problem!r} is invalid here: entropy needs a network problem "
             f"(sl.NetworkProblem), not a {type(prob).__name__}."
         )
+    _record_data(config, prob)
     study = sl.studies.entropy_study(
         prob,
         entropy_sgd,
@@ -532,10 +541,14 @@ def entropy(o) -> None:
     for name, run in study.fair.runs.items():
         _warn(name, run)
     _save(o, config, study, study.fair.runs)
-    fields = ("grad_evals", "effective_epochs", "final_loss", "final_test_accuracy", "seconds")
+    fields = ["grad_evals", "effective_epochs", "final_loss", "final_test_accuracy", "seconds"]
+    header = ["optimizer", "grad evals", "epochs", "final loss", "test acc", "seconds"]
+    if prob.data.tokens:  # text: the language-model measure
+        fields.insert(4, "final_test_bits_per_char")
+        header.insert(5, "test bits/char")
     _table(
         [(n, *(m.get(f, "-") for f in fields)) for n, m in study.fair.metrics().items()],
-        ("optimizer", "grad evals", "epochs", "final loss", "test acc", "seconds"),
+        tuple(header),
     )
 
 

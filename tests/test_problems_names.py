@@ -209,7 +209,7 @@ def test_bad_data_combinations(tmp_path):
         (
             {"name": "mlp-digits"},
             r"data='.*mine.npz' is invalid with problem='mlp-digits': with "
-            r"data, the problem is a model name, 'mlp', 'cnn', 'resnet', 'transformer'",
+            r"data, the problem is a model name, 'mlp', 'cnn', 'cnn1d', 'resnet', 'transformer'",
         ),
         ({"name": "quadratic"}, r"data='.*mine.npz' is invalid with problem='quadratic'"),
         (

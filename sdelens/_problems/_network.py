@@ -38,10 +38,11 @@ def _split_params(model):
 
 def _check_logits(model, data: Dataset) -> None:
     out = jax.eval_shape(model, data.x_train[0])
-    if out.shape != (data.n_classes,):
+    want = (*data.y_train.shape[1:], data.n_classes)  # (k,), or (t, k) with labels per position
+    if out.shape != want:
         raise ValueError(
             f"model output has shape {out.shape} on one example of {data.name}: "
-            f"({data.n_classes},) logits are required."
+            f"{want} logits are required."
         )
 
 
@@ -100,12 +101,15 @@ class NetworkProblem(AbstractProblem):
     def example_losses(
         self, x: Float[Array, " d"], inputs: Array, labels: Int[Array, " n"]
     ) -> Float[Array, " n"]:
-        """`ℓ(model_x(aᵢ), yᵢ)` for each example."""
+        """`ℓ(model_x(aᵢ), yᵢ)` for each example; with labels per position (text) the mean
+        over the example's positions (nats per character for cross-entropy)."""
         logits = jax.vmap(self.unflatten(x))(inputs)
         if self.loss_name == "cross_entropy":
-            return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        onehot = jax.nn.one_hot(labels, self.data.n_classes, dtype=logits.dtype)
-        return 0.5 * jnp.sum((logits - onehot) ** 2, axis=-1)
+            losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        else:
+            onehot = jax.nn.one_hot(labels, self.data.n_classes, dtype=logits.dtype)
+            losses = 0.5 * jnp.sum((logits - onehot) ** 2, axis=-1)
+        return losses.mean(axis=1) if losses.ndim == 2 else losses
 
     def train_losses(
         self, x: Float[Array, " d"], idx: Int[Array, " b"] | None = None
@@ -122,7 +126,9 @@ class NetworkProblem(AbstractProblem):
         return jax.grad(self.loss)(x)
 
     def metrics(self, x: Float[Array, " d"], split: str = "test") -> tuple[Array, Array]:
-        """`(mean loss, accuracy)` of parameters `x` on the `"train"` or `"test"` split."""
+        """`(mean loss, accuracy)` of parameters `x` on the `"train"` or `"test"` split (with
+        labels per position: per position, e.g. next-character accuracy; the loss in nats,
+        `/ log 2` for bits per character)."""
         _check.choice("split", split, ("train", "test"))
         if split == "train":
             inputs, labels = self.data.x_train, self.data.y_train
@@ -153,10 +159,23 @@ NETWORK_PROBLEMS: dict[str, tuple[str, str, bool]] = {
     "cnn-digits": ("lenet", "digits", True),
     "resnet-digits": ("resnet", "digits", True),
     "transformer-digits": ("transformer", "digits", True),
+    "lstm-text": ("lstm", "text", False),
+    "gru-text": ("gru", "text", False),
+    "lstm-synthetic": ("lstm", "synthetic", False),
+    "mlp-mnist1d": ("mlp", "mnist1d", False),
+    "cnn-mnist1d": ("cnn1d", "mnist1d", False),
+    "gru-mnist1d": ("gru", "mnist1d", False),
 }
-# The model part of those names (`cnn` is the LeNet): with your own `data=`, a problem name.
+# The model part of a problem name, for your own `data=`: `cnn` is the LeNet (images), `cnn1d`
+# the 1-D CNN; `lstm` and `gru` are language models on tokens and classifiers on signals.
 NETWORK_MODELS: dict[str, str] = {
-    name.partition("-")[0]: model for name, (model, _, _) in NETWORK_PROBLEMS.items()
+    "mlp": "mlp",
+    "cnn": "lenet",
+    "cnn1d": "cnn1d",
+    "resnet": "resnet",
+    "transformer": "transformer",
+    "lstm": "lstm",
+    "gru": "gru",
 }
 
 
@@ -170,10 +189,20 @@ def network_problem(
     train_size: int | None = None,
     **model_kwargs,
 ) -> NetworkProblem:
-    """A ready-made network problem: `"mlp-breast-cancer"`, `"mlp-digits"`, `"cnn-digits"`,
-    `"resnet-digits"`, `"transformer-digits"` (models and datasets of `sdelens.nn`), or a model
-    name of `NETWORK_MODELS` (`"mlp"`, `"cnn"`, `"resnet"`, `"transformer"`) with your `data`
-    (the problem is then named `"<model>-<data.name>"`, e.g. `"mlp-mine"`).
+    """A ready-made network problem (models and datasets of `sdelens.nn`), or a model name of
+    `NETWORK_MODELS` with your `data` (the problem is then named `"<model>-<data.name>"`, e.g.
+    `"mlp-mine"`).
+
+    - Classifiers: `"mlp-breast-cancer"`, `"mlp-digits"`, `"cnn-digits"`, `"resnet-digits"`,
+      `"transformer-digits"`; on MNIST-1D (`sdelens.nn.load_mnist1d`) `"mlp-mnist1d"`,
+      `"cnn-mnist1d"` (1-D CNN), `"gru-mnist1d"` (a GRU over the 40 samples).
+    - Character language models (loss in nats per character): `"lstm-text"`, `"gru-text"` on
+      the Python documentation text (`sdelens.nn.load_text`), `"lstm-synthetic"` on a source
+      with a known entropy rate (`sdelens.nn.load_synthetic`). They use the loaders' quick
+      sizes (`load_dataset`); pass `data=sdelens.nn.load_text(...)` with the model name
+      `"lstm"` or `"gru"` for more.
+    - Model names: `"mlp"`, `"cnn"` (LeNet, images), `"cnn1d"`, `"resnet"`, `"transformer"`,
+      `"lstm"`, `"gru"` (a language model on token data, a classifier on signals).
 
     `noise` defaults to `GaussianNoise(0.01)` (Compagnoni et al.'s synthetic noise); `key`
     initialises the model. `data` replaces the bundled dataset (e.g. `sdelens.nn.load_npz(...)`;
@@ -196,6 +225,8 @@ def network_problem(
         data = load_dataset(dataset_name, image=images, train_size=train_size)
     elif not isinstance(data, Dataset):
         raise ValueError(f"data={data!r} is invalid: an sdelens.nn.Dataset is required.")
+    if data.tokens:
+        model_kwargs = {"tokens": True, **model_kwargs}
     model = make_model(model_name, data.n_classes, data.feature_shape, key=key, **model_kwargs)
     noise = GaussianNoise(0.01) if noise is None else noise
     return NetworkProblem(model, data, noise, loss=loss, name=name)

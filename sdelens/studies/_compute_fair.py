@@ -60,7 +60,9 @@ class ComputeFair:
     evaluations at each save, `epochs[name]` the same in passes over the data
     ("effective epochs", Chaudhari et al.'s x-axis), `seconds[name]` `(S,)` wall-clock seconds
     at each save (compilation excluded; steps of one optimizer cost the same, so the time of a
-    save is its share of the run), `accuracy[name]` `(n_runs, S)` test accuracy (networks only).
+    save is its share of the run), `accuracy[name]` and `test_loss[name]` `(n_runs, S)` test
+    accuracy and test loss (networks only; for text the loss is in nats per character and
+    `metrics()` adds bits per character, `/ log 2`).
     """
 
     problem: AbstractProblem
@@ -70,10 +72,12 @@ class ComputeFair:
     epochs: dict[str, np.ndarray]
     seconds: dict[str, np.ndarray]
     accuracy: dict[str, np.ndarray] | None
+    test_loss: dict[str, np.ndarray] | None = None
 
     def metrics(self) -> dict:
-        """Final train loss and test accuracy (mean, standard error over runs), gradient
-        evaluations, seconds and seconds per gradient evaluation, per optimizer."""
+        """Final train loss, test loss and test accuracy (mean, standard error over runs; bits
+        per character for text), gradient evaluations, seconds and seconds per gradient
+        evaluation, per optimizer."""
         out = {}
         for name, run in self.runs.items():
             loss, loss_se, _ = mean_se(run.loss[:, -1])
@@ -89,6 +93,14 @@ class ComputeFair:
             if self.accuracy is not None:
                 acc, acc_se, _ = mean_se(self.accuracy[name][:, -1])
                 row.update(final_test_accuracy=float(acc), final_test_accuracy_se=float(acc_se))
+            if self.test_loss is not None:
+                test, test_se, _ = mean_se(self.test_loss[name][:, -1])
+                row.update(final_test_loss=float(test), final_test_loss_se=float(test_se))
+                if getattr(self.problem.data, "tokens", False):
+                    row.update(
+                        final_test_bits_per_char=float(test / np.log(2.0)),
+                        final_test_bits_per_char_se=float(test_se / np.log(2.0)),
+                    )
             out[name] = row
         return out
 
@@ -139,9 +151,11 @@ def compute_fair(
             epochs[name] = _effective_epochs(problem, grad_evals[name])
             seconds[name] = wall * run.steps / n_steps
             progress.advance(n_runs)
-    accuracy = None
+    accuracy = test_loss = None
     if isinstance(problem, NetworkProblem):
-        accuracy = {n: np.asarray(evaluate(problem, r)["accuracy"]) for n, r in runs.items()}
+        tests = {n: evaluate(problem, r) for n, r in runs.items()}
+        accuracy = {n: np.asarray(t["accuracy"]) for n, t in tests.items()}
+        test_loss = {n: np.asarray(t["loss"]) for n, t in tests.items()}
     return ComputeFair(
         problem,
         dict(zip(names, optimizers, strict=True)),
@@ -150,4 +164,5 @@ def compute_fair(
         epochs,
         seconds,
         accuracy,
+        test_loss,
     )
