@@ -36,6 +36,7 @@ __all__ = [
     "state_covariance",
     "covariance_ellipse",
     "compute_fair",
+    "entropy_sgd_stability",
     "sensitivity",
     "hessian_spectra",
     "preference",
@@ -715,3 +716,98 @@ def figures(result) -> dict:
         f"result={type(result).__name__} is invalid: figures() draws the results of "
         f"{', '.join(k.__name__ for k in _FIGURES)}."
     )
+
+
+def entropy_sgd_stability(result, *, ax=None, inner_lr=None):
+    """Heat map over `(lr, γ)` of Entropy-SGD's measured growth factor per outer step (an
+    `EntropyStability` from `studies.entropy_sgd_stability`) at one inner step size `inner_lr`
+    (one of `result.inner_lrs`; default the first), log10 scale clipped to ±1 decade and
+    centred at 1. Overlaid: the theory's boundary `|r| = 1` (black contour of the closed-form
+    spectral radius on a fine mesh), the inner chain's bound `γ = 2/η' - h_max` (dashed), and
+    circles where measurement and theory disagree. Non-finite runs are marked ×, never coloured.
+    """
+    if not isinstance(result, studies.EntropyStability):
+        raise ValueError(
+            f"result={type(result).__name__} is invalid: an EntropyStability "
+            "(sl.studies.entropy_sgd_stability) is required."
+        )
+    if inner_lr is None:
+        k = 0
+    else:
+        match = np.nonzero(np.isclose(result.inner_lrs, float(inner_lr), rtol=1e-9, atol=0.0))[0]
+        if match.size == 0:
+            raise ValueError(
+                f"inner_lr={inner_lr!r} is invalid: the result holds inner_lrs "
+                f"{', '.join(f'{v:g}' for v in result.inner_lrs)}."
+            )
+        k = int(match[0])
+    inner = float(result.inner_lrs[k])
+
+    def edges(values):
+        logs = np.log(values)
+        if logs.size == 1:
+            return np.exp(logs[0] + np.array([-0.4, 0.4]))
+        mid = 0.5 * (logs[1:] + logs[:-1])
+        return np.exp(np.concatenate([[2 * logs[0] - mid[0]], mid, [2 * logs[-1] - mid[-1]]]))
+
+    fig, ax = _new_axes(ax, figsize=(6.4, 4.8))
+    lr_edges, gamma_edges = edges(result.lrs), edges(result.gammas)
+    growth = result.growth[:, :, k]
+    finite = np.isfinite(growth) & (growth > 0)
+    shown = np.log10(np.where(finite, growth, 1.0))
+    bound = float(np.clip(np.max(np.abs(shown[finite]), initial=0.0), 1e-3, 1.0))
+    mesh = ax.pcolormesh(
+        lr_edges,
+        gamma_edges,
+        np.ma.masked_invalid(np.where(finite, shown, np.nan).T),
+        cmap="coolwarm",
+        vmin=-bound,
+        vmax=bound,
+    )
+    fig.colorbar(mesh, ax=ax, label="log10 measured growth per outer step")
+    fine_lr = np.geomspace(lr_edges[0], lr_edges[-1], 200)
+    fine_gamma = np.geomspace(gamma_edges[0], gamma_edges[-1], 200)
+    lr_mesh, gamma_mesh = np.meshgrid(fine_lr, fine_gamma)
+    radius = np.clip(result.spectral_radius_at(lr_mesh, gamma_mesh, inner), 0.0, 10.0)
+    if radius.min() < 1.0 < radius.max():
+        ax.contour(lr_mesh, gamma_mesh, radius, levels=[1.0], colors="k", linewidths=1.5)
+        ax.plot([], [], color="k", lw=1.5, label="theory: |r| = 1")
+    else:
+        side = "stable" if radius.max() < 1.0 else "unstable"
+        ax.plot([], [], color="k", lw=1.5, label=f"theory: |r| = 1 not crossed (all {side})")
+    gamma_max = float(result.gamma_max[k])
+    label = f"inner chain: γ = 2/η' - h_max = {gamma_max:.3g}"
+    if gamma_edges[0] < gamma_max < gamma_edges[-1]:
+        ax.axhline(gamma_max, color="k", ls="--", lw=1.2, label=label)
+    else:
+        ax.plot([], [], color="k", ls="--", lw=1.2, label=label + " (off the map)")
+    lr_grid, gamma_grid = np.meshgrid(result.lrs, result.gammas, indexing="ij")
+    differ = ~result.agree[:, :, k]
+    if differ.any():
+        ax.scatter(
+            lr_grid[differ],
+            gamma_grid[differ],
+            s=60,
+            facecolors="none",
+            edgecolors="k",
+            label="measured ≠ theory",
+        )
+    if (~finite).any():
+        ax.scatter(
+            lr_grid[~finite], gamma_grid[~finite], marker="x", color="red", label="non-finite"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lr_edges[0], lr_edges[-1])
+    ax.set_ylim(gamma_edges[0], gamma_edges[-1])
+    ax.set_xlabel("learning rate η")
+    ax.set_ylabel("coupling γ")
+    agree = float(result.agree[:, :, k].mean())
+    ax.set_title(
+        f"Entropy-SGD stability, η' = {inner:g}, L = {result.inner_steps}, "
+        f"{result.steps} steps: agreement {agree:.0%}",
+        fontsize=10,
+    )
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -18,6 +18,11 @@ from ._preference import Preference as Preference, minimum_preference as minimum
 from ._scaling import ScalingCheck as ScalingCheck, verify_scaling as verify_scaling
 from ._sensitivity import Sensitivity as Sensitivity, sensitivity as sensitivity
 from ._spectrum import HessianSpectrum as HessianSpectrum, hessian_spectrum as hessian_spectrum
+from ._stability import (
+    EntropyStability as EntropyStability,
+    entropy_sgd_lr_max as entropy_sgd_lr_max,
+    entropy_sgd_stability as entropy_sgd_stability,
+)
 from ._sweep import (
     StationarySweeps as StationarySweeps,
     Sweep as Sweep,
