@@ -47,9 +47,9 @@ def problem_by_name(
       initialised from `key` (required for networks).
     - With `data` (an `.npz` file, read by `sdelens.nn.load_npz`, `train_size` applied), `name`
       is a model name of `NETWORK_MODELS` (`"mlp"`, `"cnn"`, `"cnn1d"`, `"resnet"`,
-      `"transformer"`, `"lstm"`, `"gru"`), and the problem is that model on your data, named `"<model>-<file stem>"`, with the noise
-      options above. A ready-made name (`"mlp-digits"`) with `data` is an error: it names a
-      dataset already.
+      `"transformer"`, `"lstm"`, `"gru"`), and the problem is that model on your data, named
+      `"<model>-<file stem>"`, with the noise options above. A ready-made name
+      (`"mlp-digits"`) with `data` is an error: it names a dataset already.
     - `"module:function"` imports `module` (the current directory first, as `python -m`
       does) and returns `function()`, or `function(key=key)` if it has a `key` parameter: it
       must return an `AbstractProblem` (`Quadratic`, `Problem`, `NetworkProblem`, ...). The

@@ -7,6 +7,7 @@ from ._data import (
     load_dataset as load_dataset,
     load_npz as load_npz,
 )
+from ._mnist1d import load_mnist1d as load_mnist1d
 from ._models import (
     MLP as MLP,
     MODELS as MODELS,
@@ -22,7 +23,6 @@ from ._recurrent import (
     RecurrentClassifier as RecurrentClassifier,
     RecurrentLM as RecurrentLM,
 )
-from ._mnist1d import load_mnist1d as load_mnist1d
 from ._text import (
     SyntheticSource as SyntheticSource,
     decode as decode,
