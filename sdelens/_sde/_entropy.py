@@ -20,6 +20,13 @@ __all__ = ["EntropySGDSDE", "FiniteChainEntropySGDSDE", "VALID_RELAXATION", "VAL
 VALID_RELAXATION, VALID_EPS = 1.0 / 3.0, 0.1
 
 
+def _gammas(opt: EntropySGD, t):
+    """`(γ, γ_out)` at clock time `t`: the coupling scoped at outer step `t/η`, and the one of
+    the outer step (`γ`, or 1 with `gamma_in_outer_step=False`)."""
+    gamma = opt.gamma_at(t / opt.lr)
+    return gamma, gamma if opt.gamma_in_outer_step else 1.0
+
+
 def _check_modelled(opt: EntropySGD, problem: AbstractProblem) -> None:
     problem.noise.require_finite_variance("Entropy-SGD")
     if opt.momentum != 0.0 or opt.inner != "sgld":
@@ -87,11 +94,6 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         opt = self.optimizer
         return opt.lr / (opt.inner_steps * opt.inner_lr)
 
-    def _gammas(self, t):
-        opt = self.optimizer
-        gamma = opt.gamma_at(t / opt.lr)
-        return gamma, gamma if opt.gamma_in_outer_step else 1.0
-
     def initial_state(self, x0):
         return RelaxationState(x0, x0)
 
@@ -99,7 +101,7 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         return RelaxationState(x, x)
 
     def drift(self, t, y, args):
-        gamma, gamma_out = self._gammas(t)
+        gamma, gamma_out = _gammas(self.optimizer, t)
         dx = -gamma_out * (y.x - y.y)
         dfast = -(self.problem.grad(y.y) + gamma * (y.y - y.x)) / self.eps
         return RelaxationState(dx, dfast)
@@ -179,7 +181,7 @@ class FiniteChainEntropySGDSDE(AbstractOwnStateSDE):
         opt = self.optimizer
         steps, alpha, inner_lr = opt.inner_steps, opt.alpha, opt.inner_lr
         curvature, basis = jnp.linalg.eigh(self._hessian(x))
-        a = 1.0 - inner_lr * (curvature + opt.gamma_at(t / opt.lr))
+        a = 1.0 - inner_lr * (curvature + _gammas(opt, t)[0])
         powers = a[None, :] ** jnp.arange(steps, dtype=x.dtype)[:, None]  # Aʲ, j = 0..L-1
         i = jnp.arange(1, steps + 1, dtype=x.dtype)
         weights = alpha * (1.0 - alpha) ** (steps - i)  # wᵢ, i = 1..L
@@ -193,22 +195,19 @@ class FiniteChainEntropySGDSDE(AbstractOwnStateSDE):
         b = jnp.sum(pair * powers[jnp.clip(lag, 0, steps - 1)], axis=1)
         return curvature, basis, k, b
 
-    def _gamma_out(self, t):
-        opt = self.optimizer
-        return opt.gamma_at(t / opt.lr) if opt.gamma_in_outer_step else 1.0
-
     def drift(self, t, y, args):
         curvature, basis, k, _ = self._chain(t, y.x)
         g = basis.T @ self.problem.grad(y.x)
         # The outer step multiplies mode p by m = 1 - c, c = η γ_out K h; the flow that does
         # the same over one step has rate -log(m)/η = (γ_out K h) · (-log(1 - c)/c), the
         # modified equation to all orders on a quadratic. m <= 0 (overshoot) has no flow: NaN.
-        c = self.lr * self._gamma_out(t) * k * curvature
+        gamma_out = _gammas(self.optimizer, t)[1]
+        c = self.lr * gamma_out * k * curvature
         small = jnp.abs(c) < 1e-4
         safe = jnp.where(small, 0.5, c)
         stretch = jnp.where(small, 1.0 + c / 2.0 + c**2 / 3.0, -jnp.log1p(-safe) / safe)
         stretch = jnp.where(c < 1.0, stretch, jnp.nan)
-        return ParamState(-self._gamma_out(t) * (basis @ (stretch * k * g)))
+        return ParamState(-gamma_out * (basis @ (stretch * k * g)))
 
     def diffusion(self, t, y, args):
         opt = self.optimizer
@@ -219,4 +218,4 @@ class FiniteChainEntropySGDSDE(AbstractOwnStateSDE):
         m = m + jnp.diag(2.0 * opt.inner_lr * opt.temperature * jnp.sum(b**2, axis=0))
         s, u = jnp.linalg.eigh(m)
         root = lx.MatrixLinearOperator((basis @ u) * jnp.sqrt(jnp.maximum(s, 0.0)))
-        return embed_noise(root, y, x=jnp.sqrt(self.lr) * self._gamma_out(t))
+        return embed_noise(root, y, x=jnp.sqrt(self.lr) * _gammas(opt, t)[1])
