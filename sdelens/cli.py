@@ -77,6 +77,12 @@ OPTIONS = {  # name: (type, default, help)
         "or module:function returning a problem (README).",
     ),
     "data": (Path, None, "Your .npz dataset, for --problem mlp, cnn, resnet or transformer."),
+    "text": (
+        Path,
+        None,
+        "Your UTF-8 text file, for --problem lstm-text or gru-text (instead of the Python "
+        "documentation; windows of 32 characters from the first 4000).",
+    ),
     "dim": (int, 3, "Dimension d of the quadratic."),
     "cond": (float, 4.0, "Curvatures h = linspace(1, cond, d) of the quadratic."),
     "noise": (str, "gaussian", "gaussian, student-t (quadratic) or minibatch (networks)."),
@@ -113,6 +119,9 @@ OPTIONS = {  # name: (type, default, help)
         [],
         "A sensitivity grid, e.g. 'gamma=0.01,0.1;inner_steps=2,5,10' (repeatable).",
     ),
+    "lrs": (str, "0.5,1,2,2.5,3,3.5,4,6", "Comma-separated outer learning rates (> 0)."),
+    "gammas": (str, "0.1,0.3,1,3,10,30", "Comma-separated couplings gamma (> 0)."),
+    "inner_lrs": (str, "0.01,0.02,0.05", "Comma-separated inner step sizes eta' (> 0)."),
     "spectrum": (bool, True, "Hessian spectra at the final points (SLQ)."),
     "landscape": (bool, True, "Local entropy vs smoothing on a two-well landscape."),
     "seed": (int, 0, "Random seed."),
@@ -356,7 +365,8 @@ def demo(o) -> None:
 
 
 @command(
-    "optimizer form nodes problem data scale batch_size covariance x0 steps paths save_every",
+    "optimizer form nodes problem data text scale batch_size covariance x0 steps paths",
+    "save_every",
     "solver keep",
     "chunk_size",
     HYPER,
@@ -376,7 +386,7 @@ def compare(o) -> None:
     if o.solver not in solvers:
         raise ValueError(f"solver={o.solver!r} is invalid: choose one of {', '.join(solvers)}.")
     opt = sl.optimizer_by_name(o.optimizer, **vars(o))
-    options = _pick(o, "noise scale dim cond df batch_size covariance data")
+    options = _pick(o, "noise scale dim cond df batch_size covariance data text")
     prob = sl.problem_by_name(o.problem, **options, key=_key(o))
     network = isinstance(prob, sl.NetworkProblem)
     _record_data(config, prob)
@@ -500,7 +510,8 @@ def _grid(text: str):
 
 
 @command(
-    "problem=mlp-digits data noise=minibatch batch_size scale train_size budget runs saves=10",
+    "problem=mlp-digits data text noise=minibatch batch_size scale train_size budget runs",
+    "saves=10",
     "sgd_lr",
     "adam_lr lr=1.0 gamma=0.03 inner_lr=0.1 inner_steps=5 temperature=1e-5 momentum=0.9",
     "nesterov=True gamma_in_outer_step=False alpha inner scoping sweep spectrum landscape",
@@ -517,7 +528,7 @@ def entropy(o) -> None:
         raise ValueError("problem='quadratic' is invalid here: choose a network problem.")
     grids = [_grid(text) for text in o.sweep]
     entropy_sgd = sl.optimizer_by_name("entropysgd", **vars(o))
-    options = {**_pick(o, "noise scale batch_size data"), "train_size": o.train_size or None}
+    options = {**_pick(o, "noise scale batch_size data text"), "train_size": o.train_size or None}
     prob = sl.problem_by_name(o.problem, **options, key=_key(o))
     if not isinstance(prob, sl.NetworkProblem):
         raise ValueError(
@@ -549,6 +560,46 @@ def entropy(o) -> None:
     _table(
         [(n, *(m.get(f, "-") for f in fields)) for n, m in study.fair.metrics().items()],
         tuple(header),
+    )
+
+
+STABILITY = ("gamma", "inner lr", "lr_max theory", "largest stable lr run", "agree")
+
+
+@command(
+    "lrs gammas inner_lrs inner_steps alpha gamma_in_outer_step steps=1000 paths=4 dim cond",
+    OUTPUT,
+    "out=results/stability",
+)
+def stability(o) -> None:
+    """Entropy-SGD's stability region on the quadratic over a grid (lr, gamma, inner lr):
+    the real update run without noise against the theory's closed-form boundary."""
+    config = _start(o, "stability")
+    import sdelens as sl
+
+    grid = {n: _floats(f"--{n.replace('_', '-')}", getattr(o, n)) for n in ("lrs", "gammas")}
+    grid["inner_lrs"] = _floats("--inner-lrs", o.inner_lrs)
+    result = sl.studies.entropy_sgd_stability(
+        sl.Quadratic.standard(o.dim, o.cond, 1.0),
+        **grid,
+        **_pick(o, "inner_steps alpha gamma_in_outer_step steps paths"),
+        key=_key(o),
+        progress=_say,
+    )
+    _save(o, config, result, {})
+    rows = []
+    for j, gamma in enumerate(result.gammas):
+        for k, inner_lr in enumerate(result.inner_lrs):
+            stable = result.lrs[result.numeric_stable[:, j, k]]
+            largest = float(stable.max()) if stable.size else float("nan")
+            agree = f"{int(result.agree[:, j, k].sum())}/{result.lrs.size}"
+            rows.append((gamma, inner_lr, float(result.lr_max[j, k]), largest, agree))
+    _table(rows, STABILITY)
+    reasons = [d["reason"] for d in result.disagreements()]
+    why = ", ".join(f"{reasons.count(r)} {r}" for r in sorted(set(reasons)))
+    typer.echo(
+        f"Measured and theory agree at {result.agreement:.1%} of {result.agree.size} points"
+        + (f" (disagreements: {why})." if why else ".")
     )
 
 

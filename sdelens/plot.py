@@ -702,6 +702,9 @@ _FIGURES = {
     studies.HessianSpectrum: lambda r: {"hessian_spectrum": hessian_spectra({"": r})},
     studies.Preference: lambda r: {"preference": preference(r)},
     studies.EntropyStudy: _entropy_study,
+    studies.EntropyStability: lambda r: {
+        f"stability_inner_lr_{v:g}": entropy_sgd_stability(r, inner_lr=v) for v in r.inner_lrs
+    },
     studies.Demo: _demo,
 }
 

@@ -1,6 +1,7 @@
 """`sdelens.cli`: the thin command line. Outputs on disk, usage errors (exit 2, one line naming
 the option as typed, no traceback), and `--help` answering without importing JAX."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ import sdelens as sl
 from sdelens.cli import app
 
 runner = CliRunner()
-COMMANDS = ["demo", "compare", "stationary", "scaling", "entropy"]
+COMMANDS = ["demo", "compare", "stationary", "scaling", "entropy", "stability"]
 
 
 def invoke(*args):
@@ -120,6 +121,9 @@ def test_stationary_sweep_writes_slopes(tmp_path):
         (["stationary", "--optimizers", ","], "--optimizers=','"),
         (["stationary", "--optimizers", "rmspropw", "--weight-decays", "-1,2"], "--weight-decays="),
         (["compare", "--covariance", "foo"], "--covariance='foo'"),
+        (["stability", "--lrs", "a"], "--lrs='a' is invalid"),
+        (["stability", "--gammas", "0,1"], "--gammas="),
+        (["stability", "--inner-steps", "0"], "--inner-steps=0"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(tmp_path, args, needle):
@@ -330,6 +334,24 @@ def test_compare_on_a_network(tmp_path):
     assert bad.exit_code == 2 and "--noise='minibatch' needs a network problem" in bad.output
 
 
+def test_stability_command(tmp_path):
+    """The measured region against the closed-form boundary lr_max = 2.861 (gamma 1, inner lr
+    0.02, L = 20 on the 3-d quadratic): lr 1 and 2.5 are stable, 3 and 4 are not."""
+    out = tmp_path / "stab"
+    grid = ["--lrs", "1,2.5,3,4", "--gammas", "1", "--inner-lrs", "0.02", "--steps", 300]
+    result = invoke("stability", *grid, "--out", out)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    row = lines[next(i for i, line in enumerate(lines) if line.startswith("-----")) + 1].split()
+    lr_max = sl.studies.entropy_sgd_lr_max(sl.Quadratic.standard(3, 4.0, 1.0), 1.0, 0.02)
+    assert float(row[2]) == pytest.approx(float(lr_max), rel=1e-3) and 2.5 < lr_max < 3.0
+    assert float(row[3]) == 2.5 and row[4] == "4/4"
+    assert "agree at 100.0% of 4 points." in result.stdout
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert metrics["n_points"] == 4 and metrics["agreement"] == 1.0
+    assert (out / "stability_inner_lr_0.02.png").is_file()
+
+
 def test_entropy_command(tmp_path):
     out = tmp_path / "ent"
     args = ["entropy", "--problem", "mlp-breast-cancer", "--train-size", "128", "--budget", "60"]
@@ -404,6 +426,35 @@ def test_compare_on_your_own_problem(tmp_path, monkeypatch):
         assert lines[0].startswith(f"Error: {needle}") and "Traceback" not in bad.output
     bad = invoke("entropy", "--problem", f"{module}:make", "--out", tmp_path / "x")
     assert bad.exit_code == 2 and "entropy needs a network problem" in bad.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_compare_on_your_text(tmp_path):
+    """`--text`: an LSTM language model on the user's file, its hash in summary.json, and the
+    model learns the file's deterministic cycle (loss well below the uniform log 4)."""
+    text = "abcd" * 600  # 2400 characters, the next one always determined
+    path = tmp_path / "cycle.txt"
+    path.write_text(text, encoding="utf-8")
+    out = tmp_path / "lm"
+    args = ["compare", "--problem", "lstm-text", "--text", path, "--optimizer", "adam"]
+    result = invoke(*args, "--lr", 0.03, "--steps", 60, "--paths", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    opt, sde = _final_losses(result.stdout)
+    assert opt < 0.5 * np.log(4) and sde < 0.5 * np.log(4)
+    provenance = json.loads((out / "summary.json").read_text())["config"]["data_provenance"]
+    assert provenance["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert provenance["characters"] == str(len(text))  # meta values are strings
+    assert json.loads(provenance["vocab"]) == list("abcd")
+    (tmp_path / "short.txt").write_text("abc", encoding="utf-8")
+    for problem, file, needle in [
+        ("lstm-text", tmp_path / "none.txt", "--text='{}' is invalid"),
+        ("lstm-text", tmp_path / "short.txt", "--text='{}' is too short for seq_len=32"),
+        ("mlp-digits", path, "--text='{}' is invalid with --problem='mlp-digits'"),
+    ]:
+        bad = invoke("compare", "--problem", problem, "--text", file, "--out", tmp_path / "x")
+        lines = bad.output.strip().splitlines()
+        assert bad.exit_code == 2 and len(lines) == 1, bad.output
+        assert lines[0].startswith("Error: " + needle.format(file)), lines
     assert not (tmp_path / "x").exists()
 
 

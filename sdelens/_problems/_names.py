@@ -13,7 +13,7 @@ from jaxtyping import PRNGKeyArray
 
 from .. import _check
 from .._noise import COVARIANCES, GaussianNoise, MinibatchNoise
-from ..nn import load_npz
+from ..nn import QUICK_TEXT, load_npz, load_text
 from ._base import AbstractProblem
 from ._network import NETWORK_MODELS, NETWORK_PROBLEMS, network_problem
 from ._quadratic import NOISE_KINDS, Quadratic
@@ -22,6 +22,8 @@ __all__ = ["PROBLEMS", "NOISES", "problem_by_name"]
 
 PROBLEMS = ("quadratic", *NETWORK_PROBLEMS)
 NOISES = (*NOISE_KINDS, "minibatch")
+# the problems a user's text (`text=`) can replace the data of: name -> model name
+TEXT_MODELS = {"lstm-text": "lstm", "gru-text": "gru", "lstm": "lstm", "gru": "gru"}
 
 
 def problem_by_name(
@@ -36,6 +38,7 @@ def problem_by_name(
     covariance: str = "exact",
     train_size: int | None = None,
     data: str | os.PathLike | None = None,
+    text: str | os.PathLike | None = None,
     key: PRNGKeyArray | None = None,
 ) -> AbstractProblem:
     """A problem of `PROBLEMS`, a model on your data, or your own problem.
@@ -50,6 +53,12 @@ def problem_by_name(
       `"transformer"`, `"lstm"`, `"gru"`), and the problem is that model on your data, named
       `"<model>-<file stem>"`, with the noise options above. A ready-made name
       (`"mlp-digits"`) with `data` is an error: it names a dataset already.
+    - With `text` (your UTF-8 text file), `name` is a character language model, `"lstm-text"`
+      or `"gru-text"` (or the model name `"lstm"`, `"gru"`), on that text instead of the Python
+      documentation, at the same quick size: windows of 32 characters from the first 4 000
+      (`sdelens.nn.load_text(text, seq_len=32, max_chars=4000)`, `train_size` applied; the
+      vocabulary is the file's characters). The problem is named `"lstm-<file stem>"`; for
+      another size pass `data=sdelens.nn.load_text(...)` to `network_problem`.
     - `"module:function"` imports `module` (the current directory first, as `python -m`
       does) and returns `function()`, or `function(key=key)` if it has a `key` parameter: it
       must return an `AbstractProblem` (`Quadratic`, `Problem`, `NetworkProblem`, ...). The
@@ -57,6 +66,16 @@ def problem_by_name(
     """
     if not isinstance(name, str):
         raise ValueError(f"problem={name!r} is invalid: a name (str) is required.")
+    if text is not None:
+        if data is not None:
+            raise ValueError(
+                f"text={str(text)!r} is invalid with data={str(data)!r}: give one dataset."
+            )
+        if name not in TEXT_MODELS:
+            raise ValueError(
+                f"text={str(text)!r} is invalid with problem={name!r}: a text needs a character "
+                f"language model, {', '.join(map(repr, TEXT_MODELS))}."
+            )
     if ":" in name:
         if data is not None:
             raise ValueError(
@@ -69,7 +88,7 @@ def problem_by_name(
             f"data={str(data)!r} is invalid with problem={name!r}: with data, the problem is a "
             f"model name, {_models()} (the file replaces the dataset)."
         )
-    if data is None and name in NETWORK_MODELS:
+    if data is None and text is None and name in NETWORK_MODELS:
         raise ValueError(
             f"problem={name!r} is invalid without data: a model name needs your dataset, e.g. "
             f"data='mine.npz'; ready-made problems are {', '.join(map(repr, PROBLEMS))}."
@@ -97,6 +116,15 @@ def problem_by_name(
         model = GaussianNoise(0.01 if scale is None else scale)
     else:
         model = MinibatchNoise(batch_size, covariance=covariance)
+    if text is not None:
+        try:
+            dataset = load_text(text, train_size=train_size, **QUICK_TEXT)
+        except ValueError as error:
+            message = str(error)  # the loader names `source`: the caller passed `text`
+            for spelled in {str(text), str(Path(text))}:
+                message = message.replace(f"source={spelled!r}", f"text={spelled!r}")
+            raise ValueError(message) from error
+        return network_problem(TEXT_MODELS[name], model, key=key, data=dataset)
     if data is None:
         return network_problem(name, model, key=key, train_size=train_size)
     try:

@@ -3,6 +3,8 @@
 
 from ._data import (
     DATASETS as DATASETS,
+    QUICK_SYNTHETIC as QUICK_SYNTHETIC,
+    QUICK_TEXT as QUICK_TEXT,
     Dataset as Dataset,
     load_dataset as load_dataset,
     load_npz as load_npz,

@@ -14,7 +14,16 @@ from jaxtyping import Array, Float, Int
 
 from .. import _check
 
-__all__ = ["Dataset", "load_dataset", "load_npz", "DATASETS", "NPZ_KEYS", "NPZ_SPLIT_KEYS"]
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "load_npz",
+    "DATASETS",
+    "NPZ_KEYS",
+    "NPZ_SPLIT_KEYS",
+    "QUICK_SYNTHETIC",
+    "QUICK_TEXT",
+]
 
 DATASETS = ("breast-cancer", "digits", "text", "synthetic", "mnist1d")
 # The quick sizes of the character datasets as `load_dataset` names them (ready-made problems
