@@ -28,8 +28,10 @@ test: $(VENV)/.installed-dev
 	$(MAKE) docs
 
 # The API reference from the docstrings and the notebooks, executed (a failing cell or a broken
-# reference fails the strict build), into site/. mkdocs-jupyter has no per-cell timeout: a hung
-# notebook must not hang CI, so the whole build gets 30 minutes (it takes about 5).
+# reference fails the strict build), into site/. Under `make test` the test suite has executed the
+# notebooks already (tests/test_notebooks.py, in parallel): their unchanged copies in build/ are
+# rendered, not run again (docs/hooks.py). mkdocs-jupyter has no per-cell timeout: a hung notebook
+# must not hang CI, so the whole build gets 30 minutes (about 5 when it executes them all).
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 timeout 1800 $(BIN)/mkdocs build --strict
 
@@ -51,4 +53,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(PEERS) results site .pytest_cache .import_linter_cache .hypothesis
+	rm -rf $(VENV) $(PEERS) results site build .pytest_cache .import_linter_cache .hypothesis
