@@ -371,9 +371,11 @@ def main() -> None:
         cases = [case for case in cases if case[3]]
     rows = []
     for name, d, paths, functions in cases:
+        if args.quick:  # a smoke test: in this process (a fresh one per case measures RSS)
+            rows += run_case(name, d, paths, 20, repeats, functions)
+            continue
         command = [sys.executable, __file__, "--case", name, str(d), str(paths)]
         command += ["--functions", *functions, "--repeats", str(repeats)]
-        command += ["--steps", "20"] if args.quick else []
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         rows += json.loads(out.strip().splitlines()[-1])
         print(f"done: {name} d={d} paths={paths}", file=sys.stderr, flush=True)
