@@ -17,6 +17,8 @@ __all__ = [
     "threefry2x32",
     "standard_normal",
     "standard_normal_by_path",
+    "step_normals",
+    "key_words",
 ]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -117,6 +119,24 @@ def _step_key(words: UInt32[Array, "2"], t0, t1) -> tuple[UInt32[Array, ""], UIn
     return key
 
 
+def step_normals(words: UInt32[Array, "2 ..."], t0, t1, shape, dtype, *, by_path: bool) -> Array:
+    """The standard normals `ξ` of the step `[t₀, t₁]` of a counter-based Brownian path, whose
+    increment is `√(t₁ - t₀) ξ`: of `shape` for one path (`words` of shape `(2,)`; the draws
+    of `CounterBrownianPath`, two per hash in float32), or `(*shape, n)` for `n` paths at once
+    (`words` `(2, n)`, `by_path=True`; those of `EnsembleBrownianPath`, one hash per draw).
+
+    The one definition of both layouts' draws, which the SDE's paths and the optimizer's noise
+    share, so that the two can be driven by the same numbers (docs/math.md §13)."""
+    key = _step_key(words, t0, t1)
+    if not by_path:
+        return standard_normal(key, shape, dtype)
+    size = int(np.prod(shape))
+    if words.ndim == 1:  # one path of the ensemble layout
+        one = (key[0][None], key[1][None])
+        return standard_normal_by_path(one, size, dtype).reshape(shape)
+    return standard_normal_by_path(key, size, dtype).reshape(*shape, words.shape[-1])
+
+
 class _AbstractCounterPath(diffrax.AbstractBrownianPath):
     """Increments `√(t₁ - t₀) ξ` with `ξ` hashed from `(key, t₀, t₁)`: the contract of
     `diffrax.UnsafeBrownianPath` (fixed steps, no backpropagation, no Lévy area)."""
@@ -135,8 +155,8 @@ class _AbstractCounterPath(diffrax.AbstractBrownianPath):
         return jnp.inf
 
     @abc.abstractmethod
-    def _normals(self, key) -> Array:
-        """Standard normal draws of the evaluated shape from the step's hash key."""
+    def normals(self, t0, t1) -> Array:
+        """The standard normals `ξ` of the step `[t₀, t₁]` (`step_normals`)."""
 
     def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
         del left
@@ -149,10 +169,10 @@ class _AbstractCounterPath(diffrax.AbstractBrownianPath):
             t0, t1 = jnp.zeros_like(t0), t0
         t0 = jax.lax.stop_gradient(jnp.asarray(t0, self.dtype))
         t1 = jax.lax.stop_gradient(jnp.asarray(t1, self.dtype))
-        return jnp.sqrt(t1 - t0) * self._normals(_step_key(self.words, t0, t1))
+        return jnp.sqrt(t1 - t0) * self.normals(t0, t1)
 
 
-def _key_words(key: PRNGKeyArray) -> UInt32[Array, "2"]:
+def key_words(key: PRNGKeyArray) -> UInt32[Array, "2"]:
     """Two words from any key implementation (threefry, rbg, ...): the hash's key."""
     return jax.random.bits(key, (2,), jnp.uint32)
 
@@ -172,11 +192,11 @@ class CounterBrownianPath(_AbstractCounterPath):
     def __init__(self, shape: tuple[int, ...], key: PRNGKeyArray, dtype=None):
         self.shape = tuple(shape)
         self.dtype = _float_dtype(dtype)
-        self.words = _key_words(key)
+        self.words = key_words(key)
         self.levy_area = diffrax.BrownianIncrement
 
-    def _normals(self, key):
-        return standard_normal(key, self.shape, self.dtype)
+    def normals(self, t0, t1):
+        return step_normals(self.words, t0, t1, self.shape, self.dtype, by_path=False)
 
 
 class EnsembleBrownianPath(_AbstractCounterPath):
@@ -188,10 +208,8 @@ class EnsembleBrownianPath(_AbstractCounterPath):
     def __init__(self, shape: tuple[int, ...], keys: PRNGKeyArray, dtype=None):
         self.shape = tuple(shape)
         self.dtype = _float_dtype(dtype)
-        self.words = jax.vmap(_key_words, out_axes=1)(keys)
+        self.words = jax.vmap(key_words, out_axes=1)(keys)
         self.levy_area = diffrax.BrownianIncrement
 
-    def _normals(self, key):
-        size = int(np.prod(self.shape))
-        z = standard_normal_by_path(key, size, self.dtype)
-        return z.reshape(*self.shape, self.words.shape[1])
+    def normals(self, t0, t1):
+        return step_normals(self.words, t0, t1, self.shape, self.dtype, by_path=True)

@@ -8,6 +8,7 @@ import statistics
 import numpy as np
 
 from ._run import Run
+from ._stats import mean_se
 
 __all__ = ["Comparison", "compare"]
 
@@ -38,6 +39,12 @@ class Comparison:
             and the standard error of an average is at most the average of the standard errors;
             docs/math.md §A.8).
         rel_mean_gap, rel_mean_gap_se: both divided by the time-averaged `|E f(a)|`.
+        paired: whether `diff` and `se_diff` come from per-path differences (`paired=True`).
+        se_independent: `(S,)` `√(se_a² + se_b²)`, the standard error the difference would have
+            from independent runs; with `paired`, `(se_independent / se_diff)²` is how many
+            times fewer paths the pairing needs for the same standard error.
+        strong_error, strong_error_se: `(S,)` `E‖x_b - x_a‖` over paired paths and its standard
+            error (`paired` only; NaN otherwise): the pathwise error of coupled runs.
         verdict: "agrees within Monte Carlo error" when the 95% interval `ḡ ± 1.96 SE` holds 0
             and no save's `|diff|/se_diff` exceeds the Bonferroni bound `Φ⁻¹(1 - 0.025/S)` of
             the `S` saves; else "gap of X% ± Y% beyond Monte Carlo error" at the most
@@ -65,6 +72,10 @@ class Comparison:
     rel_mean_gap: float
     rel_mean_gap_se: float
     verdict: str
+    paired: bool = False
+    se_independent: np.ndarray | None = None
+    strong_error: np.ndarray | None = None
+    strong_error_se: np.ndarray | None = None
 
     def metrics(self) -> dict:
         """JSON-ready numbers (as written to summary.json), keyed by `labels`."""
@@ -84,10 +95,21 @@ class Comparison:
         out["verdict"] = self.verdict
         out["final_max_abs_mean_error"] = float(np.max(np.abs(self.final_mean_error)))
         out["final_max_abs_var_error"] = float(np.max(np.abs(self.final_var_error)))
+        out["paired"] = self.paired
+        if self.paired:
+            later = slice(1, None) if self.ts.size > 1 else slice(None)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = (self.se_independent[later] / self.se_diff[later]) ** 2
+            out["paths_ratio_median"] = _nanmedian(ratio)
+            out["max_strong_error"] = _nanmax(self.strong_error)
+            out["final_strong_error"] = float(self.strong_error[-1])
+            out["final_strong_error_se"] = float(self.strong_error_se[-1])
         return out
 
 
-def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison:
+def compare(
+    a: Run, b: Run, labels: tuple[str, str] | None = None, *, paired: bool = False
+) -> Comparison:
     """Weak error of `b` against `a`: mean loss over time with Monte Carlo errors, and moments
     (docs/math.md §1).
 
@@ -96,6 +118,13 @@ def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison
     runs that kept every path and on runs that kept statistics only. `labels` name the runs in
     `metrics()`: by default their kinds (`"optimizer"`, `"sde"`), or `("a", "b")` when both
     runs are of one kind.
+
+    `paired=True` (coupled runs, docs/math.md §13: path `i` of `a` and of `b` driven by the
+    same numbers) estimates the weak error from the per-path differences
+    `f(b_i) - f(a_i)` over the paths finite in both: `diff` is their mean and `se_diff` their
+    standard error, far below `√(se_a² + se_b²)` when the pairs move together; and the strong
+    error `E‖x_b - x_a‖`. Needs every path of both runs (`keep="paths"`) and equal path counts.
+    Pairing independent runs is valid too (its standard error is then the unpaired one).
     """
     if not isinstance(a, Run) or not isinstance(b, Run):
         raise ValueError("compare(a, b) takes two sdelens Run objects.")
@@ -110,10 +139,17 @@ def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison
         )
     if not np.allclose(a.ts, b.ts, rtol=1e-5):
         raise ValueError("the runs have different clocks (ts): use the same learning rate.")
+    if not isinstance(paired, bool):
+        raise ValueError(f"paired={paired!r} is invalid: True or False.")
     sa, sb = a.statistics(), b.statistics()
     mean_a, se_a, mean_b, se_b = sa.loss_mean, sa.loss_se, sb.loss_mean, sb.loss_se
     diff = mean_b - mean_a
-    se_diff = np.sqrt(se_a**2 + se_b**2)
+    se_diff = se_independent = np.sqrt(se_a**2 + se_b**2)
+    pairs = {}
+    if paired:
+        diff, se_diff, strong, strong_se = _paired(a, b)
+        pairs = dict(paired=True, se_independent=se_independent)
+        pairs.update(strong_error=strong, strong_error_se=strong_se)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.abs(diff) / np.abs(mean_a)
         # no noise and no gap is agreement (0); a gap without noise is infinitely significant
@@ -139,7 +175,35 @@ def compare(a: Run, b: Run, labels: tuple[str, str] | None = None) -> Comparison
         diverged_a=a.diverged,
         diverged_b=b.diverged,
         **gap,
+        **pairs,
     )
+
+
+def _paired(a: Run, b: Run):
+    """Mean and standard error of the per-path loss differences, and of `‖x_b - x_a‖`, over
+    the paths finite in both runs at each save."""
+    for run in (a, b):
+        if run.loss is None or run.x is None:
+            raise ValueError(
+                f"paired=True compares paths one by one: the {run.kind} run kept statistics only "
+                "(keep='stats'); run both with keep='paths'."
+            )
+    if a.loss.shape != b.loss.shape or a.x.shape != b.x.shape:
+        raise ValueError(
+            f"paired=True needs runs of the same paths: {a.x.shape} and {b.x.shape} (path i of "
+            "one is paired with path i of the other)."
+        )
+    gap = np.asarray(b.loss, float) - np.asarray(a.loss, float)
+    dist = np.linalg.norm(np.asarray(b.x, float) - np.asarray(a.x, float), axis=-1)
+    both = np.isfinite(gap) & np.isfinite(dist)
+    diff, se_diff, _ = mean_se(np.where(both, gap, np.nan), axis=0)
+    strong, strong_se, _ = mean_se(np.where(both, dist, np.nan), axis=0)
+    return diff, se_diff, strong, strong_se
+
+
+def _nanmedian(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmedian(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
 def _time_averaged_gap(ts, diff, se_diff, z, mean_a) -> dict:

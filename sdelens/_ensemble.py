@@ -10,8 +10,10 @@ that memory does not grow with `n_paths × n_saves`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _check, _progress
+from ._reduce import KeepPaths, KeepStats, block_edges
 
 __all__ = ["RunStats", "Histogram", "run_ensemble"]
 
@@ -152,61 +155,34 @@ class RunStats:
     @classmethod
     def from_paths(cls, x, loss, hist: Histogram | None = None) -> RunStats:
         """The same statistics computed from stored paths `x (n, S, d)`, `loss (n, S)`."""
-        valid = np.ones(x.shape[0], dtype=bool)
-        return _stats(_moments(jnp.asarray(x), jnp.asarray(loss), valid, hist), hist)
+        valid = jnp.ones(x.shape[0], dtype=bool)
+        parts = _stats_of_paths(jnp.asarray(x), jnp.asarray(loss), valid, _reducer("stats", hist))
+        return _stats(parts, hist)
 
 
-def _moments(xs, loss, valid, hist: Histogram | None):
-    """Device-side statistics of one chunk: paths that are padding or non-finite are left out."""
-    finite = valid[:, None] & jnp.all(jnp.isfinite(xs), axis=-1) & jnp.isfinite(loss)
-    weight = finite.astype(xs.dtype)
-    count = weight.sum(axis=0)
-    denom = jnp.maximum(count, 1.0)
-    loss0 = jnp.where(finite, loss, 0.0)
-    loss_mean = loss0.sum(axis=0) / denom
-    loss_m2 = (weight * (loss0 - loss_mean) ** 2).sum(axis=0)
-    x0 = jnp.where(finite[..., None], xs, 0.0)
-    x_mean = x0.sum(axis=0) / denom[:, None]
-    x_m2 = (weight[..., None] * (x0 - x_mean) ** 2).sum(axis=0)
-    counts = None
-    if hist is not None:
-        edges = jnp.asarray(hist.edges, dtype=xs.dtype)
-        picked = x0[:, :, jnp.asarray(hist.coords)]  # (m, S, k)
-
-        def one(values, w):
-            return jnp.histogram(values, bins=edges, weights=w)[0]
-
-        per_coord = jax.vmap(one, in_axes=(1, None))  # over coordinates
-        counts = jax.vmap(per_coord, in_axes=(1, 1))(picked, weight)  # over saves
-    # each path's mean loss per block of saves, summarised over the paths finite throughout
-    average = jnp.asarray(_block_average(loss.shape[1]), dtype=loss.dtype)  # (S, B)
-    whole = finite.all(axis=1).astype(loss.dtype)
-    block_count = whole.sum()
-    per_path = loss0 @ average
-    block_mean = (whole[:, None] * per_path).sum(axis=0) / jnp.maximum(block_count, 1.0)
-    dev = whole[:, None] * (per_path - block_mean)
-    blocks = (block_count, block_mean, dev.T @ dev)
-    return count, loss_mean, loss_m2, x_mean, x_m2, counts, blocks
+def _reducer(keep: str, hist: Histogram | None):
+    if keep == "paths":
+        return KeepPaths()
+    if hist is None:
+        return KeepStats()
+    return KeepStats(hist_coords=hist.coords, hist_edges=hist.edges)
 
 
-MAX_BLOCKS = 16
+class _X(NamedTuple):
+    x: jax.Array
 
 
-def _block_edges(n_saves: int) -> np.ndarray:
-    """`B + 1` save indices cutting `n_saves` saves into `B = min(16, n_saves)` blocks."""
-    return np.linspace(0, n_saves, min(MAX_BLOCKS, n_saves) + 1).round().astype(int)
+@functools.partial(jax.jit, static_argnums=3)
+def _stats_of_paths(x, loss, valid, reducer):
+    """The reducer over stored paths `x (n, S, d)`, `loss (n, S)`, save by save."""
+    n_saves = loss.shape[1]
+    carry = reducer.init(valid, n_saves, loss.dtype)
 
+    def body(carry, s):
+        return reducer.save(carry, s, _X(x[:, s]), loss[:, s])
 
-def _block_average(n_saves: int) -> np.ndarray:
-    """`(S, B)` matrix whose column `j` averages the saves of block `j`."""
-    edges = _block_edges(n_saves)
-    out = np.zeros((n_saves, len(edges) - 1))
-    for j, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
-        out[a:b, j] = 1.0 / (b - a)
-    return out
-
-
-_moments_jit = jax.jit(_moments, static_argnums=3)
+    carry, saved = jax.lax.scan(body, carry, jnp.arange(n_saves))
+    return reducer.finish(carry, saved)
 
 
 def _filled(mean, count):
@@ -241,7 +217,7 @@ def _stats(parts, hist: Histogram | None) -> RunStats:
         x_m2,
         hist=hist,
         hist_counts=counts,
-        block_edges=_block_edges(count.shape[0]),
+        block_edges=block_edges(count.shape[0]),
         block_count=block_count,
         block_mean=_empty_nan(block_mean, block_count),
         block_m2=block_m2,
@@ -278,8 +254,10 @@ def run_ensemble(
     hist: Histogram | None = None,
     devices: Sequence | None = None,
 ):
-    """Run `core(x0s_chunk, keys_chunk) -> (states, loss)` over all paths; `states` is a
-    named tuple of arrays `(paths, saves, ...)` whose field `x` holds the parameters.
+    """Run `core(x0s_chunk, keys_chunk, valid_chunk, reducer)` over all paths: with
+    `reducer=KeepPaths()` it returns `(states, loss)`, `states` a named tuple of arrays
+    `(paths, saves, ...)` whose field `x` holds the parameters; with `KeepStats` the chunk's
+    per-save statistics (`valid` marks the rows that are not padding).
 
     Returns `(states, loss, None)` as host arrays for `keep="paths"`, or
     `(None, None, RunStats)` for `keep="stats"`. Path `i` always uses `keys[i]`, so
@@ -348,6 +326,7 @@ def _run_local(core, x0s, keys, keep, chunk_size, hist, devices, n_valid: int):
     n = x0s.shape[0]
     chunk = resolve_chunk(chunk_size, n, len(devices))
     mesh = _mesh(devices)
+    reducer = _reducer(keep, hist)
     gathered, stats = [], None
     # advanced once a chunk is on the host (np.asarray, _stats): no extra device sync
     with _progress.task(f"chunks of {chunk} paths", math.ceil(n / chunk)) as progress:
@@ -358,12 +337,12 @@ def _run_local(core, x0s, keys, keep, chunk_size, hist, devices, n_valid: int):
             else:
                 index = np.minimum(np.arange(start, start + chunk), n - 1)  # pad: the last path
                 x0s_chunk, keys_chunk = x0s[index], keys[index]
-            states, loss = core(_place(mesh, x0s_chunk), _place(mesh, keys_chunk))
+            valid = _place(mesh, jnp.arange(chunk) < real)
+            out = core(_place(mesh, x0s_chunk), _place(mesh, keys_chunk), valid, reducer)
             if keep == "paths":
-                gathered.append(jax.tree.map(lambda a, n=real: np.asarray(a)[:n], (states, loss)))
+                gathered.append(jax.tree.map(lambda a, n=real: np.asarray(a)[:n], out))
             else:
-                valid = _place(mesh, jnp.arange(chunk) < real)
-                part = _stats(_moments_jit(states.x, loss, valid, hist), hist)
+                part = _stats(out, hist)
                 stats = part if stats is None else stats.merge(part)
             progress.advance()
     if keep == "stats":

@@ -1,13 +1,24 @@
 """The jitted cores: every path of an SDE (diffrax) or of an optimizer (optax) in one call.
 
-Both return `(states, loss)`: the state named tuple with leaves `(paths, saves, ...)` (its field
-`x` holds the parameters) and the loss `(paths, saves)`. `sdelens.simulate` and
-`sdelens.run_optimizer` feed them chunk by chunk (`_ensemble.run_ensemble`).
+Both advance all paths of a chunk from one save to the next in an outer `lax.scan` and hand the
+states at each save to a reducer (`sdelens._reduce`): by default `KeepPaths`, and the result is
+`(states, loss)`, the state named tuple with leaves `(paths, saves, ...)` (its field `x` holds
+the parameters) and the loss `(paths, saves)`; with `KeepStats` the per-save statistics.
+`sdelens.simulate` and `sdelens.run_optimizer` feed them chunk by chunk
+(`_ensemble.run_ensemble`).
+
+Both draw their randomness from the same counter-based streams (`sdelens._brownian`): path `i`'s
+Brownian increment over `[t₀, t₁]` is a hash of `(key_i, t₀, t₁)`, and the optimizer's gradient
+noise at step `k` is a function of the standard normals of `[t_k, t_{k+1}]` on the same clock.
+With the same keys, an optimizer run and an SDE run are therefore driven by the same numbers
+(coupled, docs/math.md §13) when asked to (`optimize_paths(..., coupling=...)`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -16,25 +27,41 @@ import jax.numpy as jnp
 import lineax as lx
 import optax
 
-from ._brownian import CounterBrownianPath, EnsembleBrownianPath
+from ._brownian import CounterBrownianPath, EnsembleBrownianPath, key_words, step_normals
+from ._reduce import KeepPaths, scan_saves
 
-__all__ = ["solve_paths", "optimize_paths", "PATHS_MINOR_MAX_STATE"]
+__all__ = ["solve_paths", "optimize_paths", "sde_paths_minor", "Coupling", "PATHS_MINOR_MAX_STATE"]
 
-# Largest SDE state integrated as one ensemble with the paths on the minor axis; larger states
-# are integrated path by path under vmap. Measured crossover (benchmarks/README.md).
+# Largest state integrated as one ensemble with the paths on the minor axis; larger states are
+# integrated path by path under vmap. Measured crossover (benchmarks/README.md).
 PATHS_MINOR_MAX_STATE = 12
 # Solvers whose step only multiplies the diffusion by increments (Milstein's derivative terms
 # would differentiate the whole ensemble as one state).
 _PATHS_MINOR_SOLVERS = (diffrax.Euler, diffrax.EulerHeun, diffrax.Heun)
+_KEEP_PATHS = KeepPaths()
 
 
 def _state_size(state) -> int:
     return sum(leaf.size for leaf in jax.tree.leaves(state))
 
 
-def _integrate(terms, solver, y0, ts, save_every: int):
-    """diffrax on the fixed grid `ts`, saving `y0` and every `save_every`-th step."""
-    n_steps = ts.shape[0] - 1
+def sde_paths_minor(sde, solver, x0) -> bool:
+    """Whether `solve_paths` integrates `sde` with the paths on the minor axis: a state of at
+    most `PATHS_MINOR_MAX_STATE` numbers and a solver that only multiplies increments."""
+    small = _state_size(jax.eval_shape(sde.initial_state, x0)) <= PATHS_MINOR_MAX_STATE
+    return small and type(solver) in _PATHS_MINOR_SOLVERS
+
+
+def _to_minor(tree):
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), tree)
+
+
+def _to_major(tree):
+    return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
+
+
+def _solve(terms, solver, y0, ts):
+    """diffrax on the fixed grid `ts`, from `y0` at `ts[0]`; the state at `ts[-1]`."""
     sol = diffrax.diffeqsolve(
         terms,
         solver,
@@ -43,13 +70,12 @@ def _integrate(terms, solver, y0, ts, save_every: int):
         dt0=None,
         y0=y0,
         stepsize_controller=diffrax.StepTo(ts=ts),
-        saveat=diffrax.SaveAt(t0=True, steps=save_every),
+        saveat=diffrax.SaveAt(t1=True),
         adjoint=diffrax.ForwardMode(),
-        max_steps=n_steps,
+        max_steps=ts.shape[0] - 1,
         throw=False,
     )
-    n_saves = n_steps // save_every + 1
-    return jax.tree.map(lambda leaf: leaf[:n_saves], sol.ys)
+    return jax.tree.map(lambda leaf: leaf[-1], sol.ys)
 
 
 def _ensemble_terms(sde, brownian, stratonovich: bool, n_paths: int):
@@ -73,8 +99,8 @@ def _ensemble_terms(sde, brownian, stratonovich: bool, n_paths: int):
     )
 
 
-def _losses(problem, states):
-    return jax.vmap(jax.vmap(problem.loss))(states.x)
+def _valid(x0s, valid):
+    return jnp.ones(x0s.shape[0], bool) if valid is None else valid
 
 
 @eqx.filter_jit
@@ -88,77 +114,210 @@ def solve_paths(
     save_every: int,
     substeps: int = 1,
     paths_minor: bool | None = None,
+    reducer=None,
+    valid=None,
 ):
-    """`(states, loss)` of every path of `sde`, saves at every `save_every`-th optimizer step,
-    each optimizer step integrated in `substeps` steps.
+    """Every path of `sde`, saved at every `save_every`-th optimizer step, each optimizer step
+    integrated in `substeps` steps: `(states, loss)` (or `reducer`'s statistics; `valid` marks
+    the paths that count, padding excluded).
 
     Small states (`≤ PATHS_MINOR_MAX_STATE` numbers, or `paths_minor=True`) with Euler, Heun or
     EulerHeun are integrated as one ensemble state (leaves `(..., n_paths)`), so XLA's loops run
     along the paths (~3x faster for d ≤ 10); others path by path under `vmap`. Both draw every
     path's noise from its own key only (chunking and sharding do not change a path); in float32
-    the two layouts draw different numbers (same law), in float64 the same ones.
+    the two layouts draw different numbers (same law), in float64 the same ones. Between saves
+    diffrax integrates one segment of the grid `t_j = j η/substeps` (the segments' steps are
+    those of one integration over the whole grid).
     """
+    reducer = _KEEP_PATHS if reducer is None else reducer
     n_steps, save_every = n_steps * substeps, save_every * substeps
-    ts = (sde.lr / substeps) * jnp.arange(n_steps + 1, dtype=x0s.dtype)
+    dtype = x0s.dtype
+    ts = (sde.lr / substeps) * jnp.arange(n_steps + 1, dtype=dtype)
     bshape = sde.brownian_shape(x0s[0])
-    if paths_minor is None:
-        small = _state_size(sde.initial_state(x0s[0])) <= PATHS_MINOR_MAX_STATE
-        paths_minor = small and type(solver) in _PATHS_MINOR_SOLVERS
+    minor = sde_paths_minor(sde, solver, x0s[0]) if paths_minor is None else paths_minor
 
-    if paths_minor:
-        brownian = EnsembleBrownianPath(bshape, keys, x0s.dtype)
+    def segment(s):
+        return jax.lax.dynamic_slice_in_dim(ts, s * save_every, save_every + 1)
+
+    if minor:
+        brownian = EnsembleBrownianPath(bshape, keys, dtype)
         terms = _ensemble_terms(sde, brownian, stratonovich, x0s.shape[0])
-        y0s = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), jax.vmap(sde.initial_state)(x0s))
-        ys = _integrate(terms, solver, y0s, ts, save_every)
-        states = jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), ys)
+
+        def advance(ys, s):
+            return _solve(terms, solver, ys, segment(s))
+
+        y0 = _to_minor(jax.vmap(sde.initial_state)(x0s))
+        by_path = _to_major
     else:
+        paths = jax.vmap(lambda key: CounterBrownianPath(bshape, key, dtype))(keys)
 
-        def one_path(x0, key):
-            brownian = CounterBrownianPath(bshape, key, x0.dtype)
-            terms = sde.terms(brownian, stratonovich=stratonovich)
-            return _integrate(terms, solver, sde.initial_state(x0), ts, save_every)
+        def advance(ys, s):
+            def one(y, path):
+                return _solve(sde.terms(path, stratonovich=stratonovich), solver, y, segment(s))
 
-        states = jax.vmap(one_path)(x0s, keys)
-    return states, _losses(sde.problem, states)
+            return jax.vmap(one)(ys, paths)
+
+        y0 = jax.vmap(sde.initial_state)(x0s)
+        by_path = _identity
+
+    def observe(ys):
+        states = by_path(ys)
+        return states, jax.vmap(sde.problem.loss)(states.x)
+
+    valid = _valid(x0s, valid)
+    return scan_saves(reducer, valid, n_steps // save_every, y0, advance, observe)
+
+
+def _identity(tree):
+    return tree
+
+
+class Coupling(NamedTuple):
+    """How an optimizer's noise is driven by an SDE's Brownian paths (docs/math.md §13): `sde`
+    (its `brownian_shape` and `gradient_normals`), the `substeps` per optimizer step of its
+    integration, and whether its paths draw as an ensemble (`paths_minor`, the draws of
+    `EnsembleBrownianPath`) or one by one (`CounterBrownianPath`'s)."""
+
+    sde: eqx.Module
+    substeps: int
+    paths_minor: bool
+
+
+def _draws(problem, coupling: Coupling | None, x0, minor: bool):
+    """`(shape, substeps, by_path, to_normals)`: the Brownian draws an optimizer step makes and
+    the map from their standardised sum to the noise's normals."""
+    noise_shape = problem.noise.normals_shape(problem, x0)
+    if coupling is None:
+        return noise_shape, 1, minor, _identity
+    shape = coupling.sde.brownian_shape(x0)
+
+    def to_normals(w):
+        return coupling.sde.gradient_normals(w, noise_shape)
+
+    return shape, coupling.substeps, coupling.paths_minor, to_normals
 
 
 @eqx.filter_jit
-def optimize_paths(opt, problem, x0s, keys, n_steps: int, save_every: int):
-    """`(states, loss)` of every run of the discrete optimizer, saved like `solve_paths`.
+def optimize_paths(
+    opt,
+    problem,
+    x0s,
+    keys,
+    n_steps: int,
+    save_every: int,
+    coupling: Coupling | None = None,
+    paths_minor: bool | None = None,
+    reducer=None,
+    valid=None,
+):
+    """Every run of the discrete optimizer, saved like `solve_paths`: `(states, loss)` (or
+    `reducer`'s statistics).
 
-    Step `k` of run `r` sees `problem.stochastic_grad(x, fold_in(key_r, k))`. Optimizers that
-    evaluate more gradients get `grad_fn=problem.stochastic_grad` and two keys: `noise_key`,
-    the key of this step's draw (SAM's second gradient reuses it: the same noise, the same
-    minibatch), and `key = fold_in(fold_in(key_r, k), 1)` for fresh draws (Entropy-SGD's inner
-    chain). `lax.scan` over steps (an outer
-    scan over saves, so memory grows with the saves, not the steps) under `vmap` over runs.
+    **Noise.** Step `k` of run `r` sees `problem.stochastic_grad_from_normals(x, ξ)`, `ξ` the
+    standard normals of the step `[t_k, t_{k+1}]` (`t_k = k η`) of the counter-based path of
+    `key_r` (`step_normals`): the draws of an SDE path on the same clock, fused into the step
+    (one hash per step for its key, one per draw). With `coupling`, `ξ` is the coupled SDE's
+    standardised increment over the step, the sum of its `substeps` draws over
+    `[t_k, t_{k+1}]` divided by `√substeps`, mapped by `sde.gradient_normals`: with the same key,
+    path `r` of the SDE and run `r` of the optimizer see the same numbers. Noise without a map
+    from normals (`SampledNoise`) is drawn from `fold_in(key_r, k)`.
+    Optimizers that evaluate more gradients get `grad_fn(y, key)` (fresh draws:
+    `problem.stochastic_grad`), `key = fold_in(fold_in(key_r, k), 1)` (Entropy-SGD's inner
+    chain) and `step_grad_fn(y)`, the gradient at `y` under this step's draw (SAM's second
+    gradient: the same noise, the same minibatch).
+
+    **Layout.** Small states (`≤ PATHS_MINOR_MAX_STATE` numbers, or `paths_minor=True`) run as
+    one ensemble with the paths on the minor axis (the update vmapped over the last axis), as
+    `solve_paths` does; others run by run under `vmap`. Either way the scan over saves is the
+    outer loop and a `lax.scan` over the steps between saves the inner one.
     """
-    # Plain optimizers ignore the extra arguments; Entropy-SGD's inner chain needs them.
+    reducer = _KEEP_PATHS if reducer is None else reducer
     tx = optax.with_extra_args_support(opt.to_optax())
+    x0 = x0s[0]
+    if paths_minor is None:
+        paths_minor = _state_size(jax.eval_shape(opt.initial_state, x0)) <= PATHS_MINOR_MAX_STATE
+    shape, substeps, by_path, to_normals = _draws(problem, coupling, x0, paths_minor)
+    dtype = x0s.dtype
+    ts = (opt.lr / substeps) * jnp.arange(n_steps * substeps + 1, dtype=dtype)
+    words = jax.vmap(key_words)(keys)  # (n, 2)
 
-    def one_run(x0, key):
-        def step(carry, k):
-            x, state = carry
-            key_k = jax.random.fold_in(key, k)
-            g = problem.stochastic_grad(x, key_k)
-            updates, state = tx.update(
-                g,
-                state,
-                x,
-                grad_fn=problem.stochastic_grad,
-                key=jax.random.fold_in(key_k, 1),
-                noise_key=key_k,
-            )
-            return (optax.apply_updates(x, updates), state), None
+    def normals(words, k):
+        """The standardised Brownian increment `w` of step `k` (`words` `(2,)`, or `(2, n)` for
+        the ensemble draws: then `(*shape, n)`)."""
+        total = 0.0
+        for j in range(substeps):
+            i = k * substeps + j
+            total = total + step_normals(words, ts[i], ts[i + 1], shape, dtype, by_path=by_path)
+        return total / math.sqrt(substeps) if substeps > 1 else total
 
-        def block(carry, b):
-            carry, _ = jax.lax.scan(step, carry, b * save_every + jnp.arange(save_every))
-            return carry, opt.state(*carry)
+    def update(x, state, key, k, w):
+        """One optimizer step of one run, its noise driven by `w`."""
+        key_k = jax.random.fold_in(key, k)
+        xi = None if shape is None else to_normals(w)
+        if shape is None:
 
-        init = (x0, tx.init(x0))
-        _, saved = jax.lax.scan(block, init, jnp.arange(n_steps // save_every))
-        first = opt.state(*init)
-        return jax.tree.map(lambda a, rest: jnp.concatenate([a[None], rest]), first, saved)
+            def step_grad(y):
+                return problem.stochastic_grad(y, key_k)
 
-    states = jax.vmap(one_run)(x0s, keys)
-    return states, _losses(problem, states)
+        else:
+
+            def step_grad(y):
+                return problem.stochastic_grad_from_normals(y, xi)
+
+        updates, state = tx.update(
+            step_grad(x),
+            state,
+            x,
+            grad_fn=problem.stochastic_grad,
+            key=jax.random.fold_in(key_k, 1),
+            step_grad_fn=step_grad,
+        )
+        return optax.apply_updates(x, updates), state
+
+    def observe_run(carry):
+        x, state = carry
+        return opt.state(x, state)
+
+    if paths_minor:
+        one_step = jax.vmap(update, in_axes=(-1, -1, 0, None, -1), out_axes=-1)
+        def draw(k):
+            if by_path:
+                return normals(words.T, k)
+            return jax.vmap(normals, in_axes=(0, None), out_axes=-1)(words, k)
+
+        def advance(carry, s):
+            def step(carry, k):
+                x, state = carry
+                w = None if shape is None else draw(k)
+                return one_step(x, state, keys, k, w), None
+
+            carry, _ = jax.lax.scan(step, carry, s * save_every + jnp.arange(save_every))
+            return carry
+
+        init = _to_minor(jax.vmap(lambda x: (x, tx.init(x)))(x0s))
+
+        def observe(carry):
+            states = _to_major(jax.vmap(observe_run, in_axes=-1, out_axes=-1)(carry))
+            return states, jax.vmap(problem.loss)(states.x)
+
+    else:
+
+        def advance_run(carry, words, key, s):
+            def step(carry, k):
+                x, state = carry
+                return update(x, state, key, k, None if shape is None else normals(words, k)), None
+
+            carry, _ = jax.lax.scan(step, carry, s * save_every + jnp.arange(save_every))
+            return carry
+
+        def advance(carry, s):
+            return jax.vmap(advance_run, in_axes=(0, 0, 0, None))(carry, words, keys, s)
+
+        init = jax.vmap(lambda x: (x, tx.init(x)))(x0s)
+
+        def observe(carry):
+            states = jax.vmap(observe_run)(carry)
+            return states, jax.vmap(problem.loss)(states.x)
+
+    valid = _valid(x0s, valid)
+    return scan_saves(reducer, valid, n_steps // save_every, init, advance, observe)

@@ -14,7 +14,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import _check
 from ._ensemble import Histogram, RunStats, run_ensemble
-from ._kernels import optimize_paths, solve_paths
+from ._kernels import Coupling, optimize_paths, sde_paths_minor, solve_paths
 from ._optimizers import AbstractOptimizer
 from ._problems import AbstractProblem
 from ._run import Run
@@ -193,7 +193,7 @@ def simulate(
         )
     sde = sde_for(opt, prob, form=form, nodes=nodes)
 
-    def core(x0s_chunk, keys_chunk):
+    def core(x0s_chunk, keys_chunk, valid, reducer):
         return solve_paths(
             sde,
             solver,
@@ -203,6 +203,8 @@ def simulate(
             plan.n_steps,
             plan.save_every,
             substeps,
+            reducer=reducer,
+            valid=valid,
         )
 
     extra = {"solver": type(solver).__name__, "form": sde.form, "substeps": substeps}
@@ -224,22 +226,68 @@ def run_optimizer(
     chunk_size: int | None = None,
     hist=None,
     devices=None,
+    coupled: bool = False,
+    solver: diffrax.AbstractSolver | None = None,
+    form: str = "default",
+    substeps: int = 1,
+    nodes: int | None = None,
 ) -> Run:
     """Run the discrete optimizer `opt.to_optax()` for `n_runs` independent runs, driven by
     `key` (required).
 
-    Step `k` of run `r` sees the stochastic gradient `prob.stochastic_grad(x, fold_in(key_r, k))`
-    (`∇f + Z`, `Z` from the problem's noise model); Entropy-SGD's inner chain draws its own
-    `inner_steps` gradients from keys folded from `fold_in(key_r, k)`, and `Run.grad_evals`
-    counts them. `lax.scan` over steps (an outer scan over saves, so memory grows with the
-    number of saves, not steps) under `vmap` over runs, one jit. Saves as `simulate`; times
+    Step `k` of run `r` sees the stochastic gradient `∇f + Z` (`Z` from the problem's noise
+    model) as a function of the standard normals of the step `[t_k, t_{k+1}]`, `t_k = k·lr`, of
+    the counter-based Brownian path of `key_r` (the draws `simulate` makes, fused into the
+    step; `prob.stochastic_grad_from_normals`). Noise drawn from a key only (`SampledNoise`)
+    uses `fold_in(key_r, k)`; Entropy-SGD's inner chain draws its own `inner_steps` gradients
+    from keys folded from `fold_in(key_r, k)`, and `Run.grad_evals` counts them. Small states
+    run as one ensemble with the runs on the minor axis, others under `vmap`; an outer scan
+    over saves, an inner one over the steps between them, one jit. Saves as `simulate`; times
     `t = k·lr` on the same clock. `Run.state` holds the optimizer's state in its SDE's layout
     (e.g. `AdamState(x, m, v)`). `keep`, `chunk_size`, `hist`, `devices`: as in `simulate`.
+
+    **Coupled** (`coupled=True`, docs/math.md §13): step `k`'s noise is driven by the
+    Brownian increment over `[t_k, t_{k+1}]` of the SDE that `simulate(opt, prob, x0, n_steps,
+    n_runs, key, save_every, solver=solver, form=form, substeps=substeps, nodes=nodes)`
+    integrates with the same `key`, summed over its substeps and standardised
+    (`sde.gradient_normals`: the sign that moves both the same way; a quantile map for
+    Student-t noise, the `B` examples with the largest normals for minibatch noise). Each
+    run's law is unchanged; run `r` and that SDE's path `r` see the same numbers, so their
+    difference measures the SDE's error path by path (`compare(..., paired=True)`). A pair
+    that cannot be coupled (Entropy-SGD, the Monte Carlo moments rule, `SampledNoise`, exact
+    minibatch noise against a diagonal-covariance SDE) is refused before running.
     """
     options = _ensemble_options(keep, chunk_size, hist, devices)
     plan = _prepare(opt, prob, x0, n_steps, n_runs, key, save_every, "n_runs", options)
+    if not isinstance(coupled, bool):
+        raise ValueError(f"coupled={coupled!r} is invalid: True or False.")
+    coupling = None
+    if coupled:
+        substeps = _check.positive_int("substeps", substeps)
+        solver = diffrax.Euler() if solver is None else solver
+        sde = sde_for(opt, prob, form=form, nodes=nodes)
+        sde.check_coupling(plan.x0s[0])
+        coupling = Coupling(sde, substeps, sde_paths_minor(sde, solver, plan.x0s[0]))
+    elif (solver, form, substeps, nodes) != (None, "default", 1, None):
+        raise ValueError(
+            "solver, form, substeps and nodes name the SDE a coupled run is driven by: they "
+            "need coupled=True."
+        )
 
-    def core(x0s_chunk, keys_chunk):
-        return optimize_paths(opt, prob, x0s_chunk, keys_chunk, plan.n_steps, plan.save_every)
+    def core(x0s_chunk, keys_chunk, valid, reducer):
+        return optimize_paths(
+            opt,
+            prob,
+            x0s_chunk,
+            keys_chunk,
+            plan.n_steps,
+            plan.save_every,
+            coupling,
+            reducer=reducer,
+            valid=valid,
+        )
 
-    return _run("optimizer", core, plan, {}, grad_evals=plan.n_steps * opt.grads_per_step)
+    extra = {"coupled": coupled}
+    if coupled:
+        extra.update(form=coupling.sde.form, substeps=substeps, solver=type(solver).__name__)
+    return _run("optimizer", core, plan, extra, grad_evals=plan.n_steps * opt.grads_per_step)

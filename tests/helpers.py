@@ -155,3 +155,21 @@ def problem_module(directory, body: str) -> str:
     name = f"user_problem_{uuid.uuid4().hex[:12]}"
     (Path(directory) / f"{name}.py").write_text(textwrap.dedent(body))
     return name
+
+
+def optimizer_normals(opt, key, n_runs, run, n_steps, d):
+    """The standard normals `ξ_k` (`k < n_steps`) that run `run` of `sl.run_optimizer(opt, prob,
+    x0, n_steps, n_runs, key)` draws its gradient noise from (uncoupled; `d` coordinates): the
+    counter-based draws of step `[kη, (k+1)η]` of the run's path, in the ensemble layout when
+    the optimizer's state has at most `PATHS_MINOR_MAX_STATE` numbers."""
+    from sdelens._brownian import key_words, step_normals
+    from sdelens._kernels import PATHS_MINOR_MAX_STATE
+
+    words = key_words(jax.random.split(key, n_runs)[run])
+    size = sum(leaf.size for leaf in jax.tree.leaves(opt.initial_state(jnp.zeros(d))))
+    minor = size <= PATHS_MINOR_MAX_STATE
+    ts = opt.lr * jnp.arange(n_steps + 1, dtype=jnp.float32)
+    return [
+        step_normals(words, ts[k], ts[k + 1], (d,), jnp.float32, by_path=minor)
+        for k in range(n_steps)
+    ]

@@ -147,8 +147,9 @@ def test_merging_hosts_is_exact():
     merged = a.statistics().merge(b.statistics())
     both = sl.RunStats.from_paths(np.concatenate([a.x, b.x]), np.concatenate([a.loss, b.loss]))
     for field in ("count", "loss_mean", "loss_m2", "x_mean", "x_m2", "block_count", "block_m2"):
+        # each chunk's sums are float32 on the device: sums of squares ~1e-4 carry ~1e-9
         np.testing.assert_allclose(
-            getattr(merged, field), getattr(both, field), rtol=1e-5, atol=1e-9
+            getattr(merged, field), getattr(both, field), rtol=1e-5, atol=2e-8
         )
 
 

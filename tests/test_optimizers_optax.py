@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import optimizer_normals
 
 import sdelens as sl
 
@@ -31,10 +32,9 @@ def test_the_run_is_optax_own():
         "coordinatewise": True,
     }
     tx = adabelief(0.05)
-    key = jax.random.split(jax.random.key(3), 2)[1]
     x, state = X0, tx.init(X0)
-    for k in range(20):
-        g = PROB.stochastic_grad(x, jax.random.fold_in(key, k))
+    for xi in optimizer_normals(opt, jax.random.key(3), 2, 1, 20, X0.shape[0]):
+        g = PROB.stochastic_grad_from_normals(x, xi)
         updates, state = tx.update(g, state, x)
         x = optax.apply_updates(x, updates)
     np.testing.assert_allclose(run.x[1, -1], x, rtol=1e-6, atol=1e-7)

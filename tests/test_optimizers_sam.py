@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import optimizer_normals
 
 import sdelens as sl
 
@@ -17,15 +18,16 @@ X = jnp.array([0.3, -0.4, 0.2])
 
 @pytest.mark.parametrize("normalize", [False, True])
 def test_second_gradient_reuses_the_first_draw(normalize):
-    """`update` evaluates the second gradient with the first draw's key: on a quadratic with
-    additive noise the step is exactly `-η (H (x + ρ d) + Z)` with the same `Z` as in `g`."""
+    """`update` evaluates the second gradient under the first one's draw (`step_grad_fn`): on a
+    quadratic with additive noise the step is exactly `-η (H (x + ρ d) + Z)` with the same `Z`
+    as in `g`."""
     opt = sl.SAM(lr=0.1, rho=0.3, normalize=normalize)
     tx = opt.to_optax()
     key = jax.random.key(7)
     g = PROB.stochastic_grad(X, key)
     z = PROB.noise.sample(key, X.shape)
     np.testing.assert_allclose(g, H * X + z, rtol=1e-6)
-    step, _ = tx.update(g, tx.init(X), X, grad_fn=PROB.stochastic_grad, noise_key=key)
+    step, _ = tx.update(g, tx.init(X), X, step_grad_fn=lambda y: PROB.stochastic_grad(y, key))
     d = g / jnp.linalg.norm(g) if normalize else g
     np.testing.assert_allclose(step, -0.1 * (H * (X + 0.3 * d) + z), rtol=1e-5)
     # a fresh draw would differ: the test can tell the two apart
@@ -34,33 +36,32 @@ def test_second_gradient_reuses_the_first_draw(normalize):
 
 
 def test_run_optimizer_steps_match_a_hand_written_loop():
-    """`run_optimizer` passes the step's own key as `noise_key`: two steps by hand agree."""
+    """`run_optimizer` evaluates both gradients of step `k` on the step's normals `ξ_k`: two
+    steps by hand agree."""
     opt = sl.SAM(lr=0.1, rho=0.2)
     key = jax.random.key(3)
     run = sl.run_optimizer(opt, PROB, X, 2, 1, key, 1)
-    path_key = jax.random.split(key, 1)[0]  # run r uses split(key, n_paths)[r]
     x = X
-    for k in range(2):
-        key_k = jax.random.fold_in(path_key, k)
-        g = PROB.stochastic_grad(x, key_k)
-        x = x - 0.1 * PROB.stochastic_grad(x + 0.2 * g / jnp.linalg.norm(g), key_k)
+    for xi in optimizer_normals(opt, key, 1, 0, 2, 3):
+        g = PROB.stochastic_grad_from_normals(x, xi)
+        x = x - 0.1 * PROB.stochastic_grad_from_normals(x + 0.2 * g / jnp.linalg.norm(g), xi)
     np.testing.assert_allclose(run.x[0, -1], x, rtol=1e-5, atol=1e-6)
 
 
 def test_zero_gradient_means_no_perturbation():
     tx = sl.SAM(lr=0.5, rho=1.0).to_optax()
     x = jnp.array([1.0, 2.0])
-    step, _ = tx.update(jnp.zeros(2), tx.init(x), x, grad_fn=lambda p, k: p, noise_key=0)
+    step, _ = tx.update(jnp.zeros(2), tx.init(x), x, step_grad_fn=lambda p: p)
     np.testing.assert_allclose(step, -0.5 * x)
     assert np.all(np.isfinite(step))
 
 
-def test_update_without_grad_fn_or_noise_key_fails():
+def test_update_without_step_grad_fn_fails():
     tx = sl.SAM(lr=0.1, rho=0.1).to_optax()
-    with pytest.raises(ValueError, match="grad_fn=.*noise_key="):
-        tx.update(X, tx.init(X), X, noise_key=jax.random.key(0))
-    with pytest.raises(ValueError, match="noise_key="):
+    with pytest.raises(ValueError, match="step_grad_fn="):
         tx.update(X, tx.init(X), X, grad_fn=PROB.stochastic_grad)
+    with pytest.raises(ValueError, match="needs params"):
+        tx.update(X, tx.init(X), step_grad_fn=lambda p: p)
     assert isinstance(tx, optax.GradientTransformationExtraArgs)
 
 

@@ -55,7 +55,7 @@ def test_sam_drift_and_diffusion_match_one_step():
 
     def step(k):
         g = QUAD.stochastic_grad(x, k)
-        return tx.update(g, tx.init(x), x, grad_fn=QUAD.stochastic_grad, noise_key=k)[0]
+        return tx.update(g, tx.init(x), x, step_grad_fn=lambda y: QUAD.stochastic_grad(y, k))[0]
 
     steps = np.asarray(jax.vmap(step)(keys), dtype=float)
     b = np.asarray(sde.drift(0.0, sde.rest_state(x), None).x)

@@ -65,6 +65,23 @@ class AbstractNoise(eqx.Module):
         """One stochastic gradient `g(x)`: what the discrete optimizer sees."""
 
     @abc.abstractmethod
+    def normals_shape(self, problem: ProblemLike, x: Float[Array, " d"]) -> tuple[int, ...] | None:
+        """The shape of the standard normals `ξ` one stochastic gradient is a function of
+        (`stochastic_grad_from_normals`), or None for noise that is drawn from a key only.
+
+        The discrete optimizer draws its noise this way, from the same counter-based stream as
+        the SDE's Brownian paths, which is what lets the two be driven by the same numbers
+        (coupled runs, docs/math.md §13)."""
+
+    @abc.abstractmethod
+    def stochastic_grad_from_normals(
+        self, problem: ProblemLike, x: Float[Array, " d"], xi: Float[Array, "..."]
+    ) -> Float[Array, " d"]:
+        """The stochastic gradient `g(x)` as a function of standard normals `ξ` of shape
+        `normals_shape(problem, x)`, increasing in `ξ` in the sense of the model (a monotone,
+        comonotone map: the noise moves with `ξ`)."""
+
+    @abc.abstractmethod
     def cov_sqrt_at(self, problem: ProblemLike, x: Float[Array, " d"]) -> lx.AbstractLinearOperator:
         """`Σ(x)^{1/2}`, a square root of the gradient-noise covariance at `x` (its input is the
         driving Brownian motion of the SDE)."""
@@ -120,6 +137,12 @@ class AbstractAdditiveNoise(AbstractNoise):
         """One draw of `Z` with the given shape."""
 
     @abc.abstractmethod
+    def from_normals(self, xi: Float[Array, " d"]) -> Float[Array, " d"]:
+        """`Z` as a monotone function of standard normals `ξ` of the shape of `x` (the map
+        `stochastic_grad_from_normals` adds to `∇f`); NotImplementedError for a noise drawn
+        from a key only."""
+
+    @abc.abstractmethod
     def cov_sqrt(self, d: int) -> lx.AbstractLinearOperator:
         """`Σ^{1/2}` (raises a ValueError for infinite variance or an unknown covariance)."""
 
@@ -162,6 +185,9 @@ class AbstractAdditiveNoise(AbstractNoise):
 
     def stochastic_grad(self, problem, x, key):
         return problem.grad(x) + self.sample(key, x.shape)
+
+    def stochastic_grad_from_normals(self, problem, x, xi):
+        return problem.grad(x) + self.from_normals(xi)
 
     def cov_sqrt_at(self, problem, x):
         return self.cov_sqrt(x.shape[0])

@@ -89,7 +89,13 @@ class GaussianNoise(AbstractAdditiveNoise):
         return jnp.diag(self.std(d) ** 2)
 
     def sample(self, key, shape):
-        xi = jax.random.normal(key, shape)
+        return self.from_normals(jax.random.normal(key, shape))
+
+    def normals_shape(self, problem, x):
+        return jnp.shape(x)
+
+    def from_normals(self, xi):
+        """`Z = S ξ` (matrix scale) or `s ⊙ ξ`."""
         if self.scale.ndim == 2:
             return self.scale @ xi
         return self.scale * xi

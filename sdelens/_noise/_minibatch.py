@@ -104,52 +104,91 @@ class MinibatchNoise(AbstractNoise):
         return (n - self.batch_size) / (self.batch_size * max(n - 1, 1))
 
     def stochastic_grad(self, problem: ExampleProblem, x, key):
-        idx = jax.random.choice(key, problem.n_examples, (self.batch_size,), replace=False)
+        xi = jax.random.normal(key, (problem.n_examples,), x.dtype)
+        return self.stochastic_grad_from_normals(problem, x, xi)
+
+    def normals_shape(self, problem: ExampleProblem, x):
+        return (problem.n_examples,)
+
+    def stochastic_grad_from_normals(self, problem: ExampleProblem, x, xi):
+        """The minibatch of the `B` examples with the largest `ξᵢ` (`n` independent normals, one
+        per example): a uniform draw of `B` of the `n` without replacement, by exchangeability.
+        It couples with the exact-covariance SDE, driven by one Brownian motion per example
+        (`Σ^{1/2} dW = c G_cᵀ dW_n`): the examples pushed hardest by `dW_n` are the ones
+        sampled (docs/math.md §13)."""
+        _, idx = jax.lax.top_k(xi, self.batch_size)
         return jax.grad(lambda p: jnp.mean(problem.train_losses(p, idx)))(x)
 
     def cov_sqrt_at(self, problem: ExampleProblem, x):
         if self.covariance == "diagonal":
             return lx.DiagonalLinearOperator(jnp.sqrt(self.variance_at(problem, x)))
         n = problem.n_examples
-        c = math.sqrt(self.population_factor(n) / n)
-        _, pullback = jax.vjp(problem.train_losses, x)
-        grad = problem.grad(x)
-
-        def centred_gradients_transposed(w):
-            (g_w,) = pullback(w)
-            return c * (g_w - grad * jnp.sum(w))
-
         return lx.FunctionLinearOperator(
-            centred_gradients_transposed, jax.ShapeDtypeStruct((n,), x.dtype)
+            lambda w: self.grad_and_noise(problem, x, 0.0, 1.0, w),
+            jax.ShapeDtypeStruct((n,), x.dtype),
         )
 
-    def variance_at(self, problem: ExampleProblem, x):
+    def grad_and_noise(
+        self, problem: ExampleProblem, x, a, b, w: Float[Array, " n"]
+    ) -> Float[Array, " d"]:
+        """`a ∇f(x) + b c G_cᵀ w` (the exact covariance's `Σ^{1/2} w` for `b = 1`) as one
+        vector-Jacobian product of the per-example losses (docs/math.md §9.4):
+        `G_cᵀ w = Σᵢ (wᵢ - w̄) ∇ℓᵢ` (centring the weights centres the gradients, since
+        `∇f = (1/n) Σᵢ ∇ℓᵢ`) and `∇f = Σᵢ ∇ℓᵢ / n`, so both are the pullback of one cotangent.
+        An SGD step's drift and noise together cost one backward pass."""
         n = problem.n_examples
-        return self.population_factor(n) * self.per_example_variance(problem, x)
+        c = math.sqrt(self.population_factor(n) / n)
+        _, pullback = jax.vjp(problem.train_losses, x)
+        (out,) = pullback(a / n + (b * c) * (w - jnp.mean(w)))
+        return out
+
+    def variance_at(self, problem: ExampleProblem, x):
+        return self.grad_and_variance(problem, x)[1]
+
+    def grad_and_variance(self, problem: ExampleProblem, x) -> tuple[Array, Array]:
+        """`(∇f(x), diag Σ(x))` from one pass of per-example gradients
+        (`per_example_moments`)."""
+        grad, second = self.per_example_moments(problem, x)
+        return grad, self.population_factor(problem.n_examples) * second
 
     def per_example_variance(self, problem: ExampleProblem, x) -> Float[Array, " d"]:
         """`diag Σ₁(x) = (1/n) Σᵢ (∇ℓᵢ - ∇f)²`, per-example gradients in chunks."""
+        return self.per_example_moments(problem, x)[1]
+
+    def per_example_moments(self, problem: ExampleProblem, x) -> tuple[Array, Array]:
+        """`(∇f, diag Σ₁)`: mean and per-coordinate variance (divisor `n`) of the per-example
+        gradients `∇ℓᵢ(x)`, computed in chunks of `chunk_size` examples (`vmap(grad)`, memory
+        `O(chunk_size · d)`). Each chunk's mean and centred sum of squares are merged into the
+        running ones (Chan, Golub & LeVeque's pairwise update), so one pass gives both, with no
+        separate full-batch gradient and no cancellation of `E[g²] - E[g]²`."""
         n = problem.n_examples
         chunk = min(self.chunk_size, n)
         n_chunks = -(-n // chunk)
         idx = jnp.arange(n_chunks * chunk).reshape(n_chunks, chunk)
-        grad = problem.grad(x)
 
         def example_grad(row):
             return jax.grad(lambda p: problem.train_losses(p, row[None])[0])(x)
 
-        def add_chunk(total, rows):
-            valid = rows < n
+        def add_chunk(moments, rows):
+            count, mean, squares = moments
+            valid = (rows < n)[:, None]
             g = jax.vmap(example_grad)(jnp.minimum(rows, n - 1))
-            return total + jnp.sum(jnp.where(valid[:, None], (g - grad) ** 2, 0.0), axis=0), None
+            k = jnp.sum(valid).astype(x.dtype)
+            chunk_mean = jnp.sum(jnp.where(valid, g, 0.0), axis=0) / k
+            chunk_squares = jnp.sum(jnp.where(valid, (g - chunk_mean) ** 2, 0.0), axis=0)
+            total = count + k
+            delta = chunk_mean - mean
+            mean = mean + delta * (k / total)
+            squares = squares + chunk_squares + delta**2 * (count * k / total)
+            return (total, mean, squares), None
 
-        total, _ = jax.lax.scan(add_chunk, jnp.zeros_like(x), idx)
-        return total / n
+        zero = jnp.zeros_like(x)
+        (_, mean, squares), _ = jax.lax.scan(add_chunk, (jnp.zeros((), x.dtype), zero, zero), idx)
+        return mean, squares / n
 
-    def _sign_gaussian(self, problem, x) -> GaussianNoise:
+    def _sign_gaussian(self, variance) -> GaussianNoise:
         # A floor on the std keeps erf(0/0) away where every example agrees exactly.
-        std = jnp.sqrt(self.variance_at(problem, x)) + jnp.finfo(x.dtype).tiny
-        return GaussianNoise(scale=std)
+        return GaussianNoise(scale=jnp.sqrt(variance) + jnp.finfo(variance.dtype).tiny)
 
     def _sampled_signs(self, problem, x) -> Float[Array, "k d"]:
         """`sign` of the gradients of `sign_samples` fixed minibatches at `x`."""
@@ -157,16 +196,21 @@ class MinibatchNoise(AbstractNoise):
         return jax.vmap(lambda k: jnp.sign(self.stochastic_grad(problem, x, k)))(keys)
 
     def sign_mean_at(self, problem, x):
-        if self.sign_samples:
-            return jnp.mean(self._sampled_signs(problem, x), axis=0)
-        return self._sign_gaussian(problem, x).sign_mean(problem.grad(x))
+        return self.sign_moments_at(problem, x)[0]
 
     def sign_cov_sqrt_at(self, problem, x):
+        return self.sign_moments_at(problem, x)[1]
+
+    def sign_moments_at(self, problem, x) -> tuple[Array, lx.AbstractLinearOperator]:
+        """`(E[sign g], Cov(sign g)^{1/2})` at `x` from one set of gradients: `sign_samples`
+        minibatches, or one pass of per-example gradients (mean and variance)."""
         if self.sign_samples:
             signs = self._sampled_signs(problem, x)
-            centred = signs - jnp.mean(signs, axis=0)
-            return lx.MatrixLinearOperator(centred.T / math.sqrt(self.sign_samples))
-        return self._sign_gaussian(problem, x).sign_cov_sqrt(problem.grad(x))
+            mean = jnp.mean(signs, axis=0)
+            return mean, lx.MatrixLinearOperator((signs - mean).T / math.sqrt(self.sign_samples))
+        grad, variance = self.grad_and_variance(problem, x)
+        gaussian = self._sign_gaussian(variance)
+        return gaussian.sign_mean(grad), gaussian.sign_cov_sqrt(grad)
 
     def scaled(self, factor):
         batch = self.batch_size / float(factor) ** 2

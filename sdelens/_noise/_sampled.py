@@ -76,6 +76,15 @@ class SampledNoise(AbstractAdditiveNoise):
     def sample(self, key, shape):
         return self.sampler(key, shape)
 
+    def normals_shape(self, problem, x):
+        return None  # a sampler takes a key: there is no map from normals
+
+    def from_normals(self, xi):
+        raise NotImplementedError(
+            "SampledNoise draws from its sampler's key only: it has no map from standard "
+            "normals (coupled runs need GaussianNoise, StudentTNoise or MinibatchNoise)."
+        )
+
     def cov_sqrt(self, d):
         if self.covariance_sqrt is None:
             raise ValueError(

@@ -107,6 +107,12 @@ class OptaxLayout(NamedTuple):
         return jax.tree.unflatten(self.treedef, leaves)
 
 
+def fixed_gradient(g) -> dict:
+    """The extra arguments of an update whose every gradient is `g` (probing an update's
+    structure: counters, coordinate-wise action)."""
+    return {"grad_fn": lambda y, key: g, "step_grad_fn": lambda y: g, "key": jax.random.key(1)}
+
+
 def check_counters(tx: optax.GradientTransformation, x0, layout: OptaxLayout) -> None:
     """Verify that every integer leaf counts steps (`+1` per update); the moment-matched SDE
     rebuilds them from the clock."""
@@ -117,9 +123,7 @@ def check_counters(tx: optax.GradientTransformation, x0, layout: OptaxLayout) ->
             g,
             state,
             x0,
-            grad_fn=lambda y, key: g,
-            noise_key=jax.random.key(0),
-            key=jax.random.key(1),
+            **fixed_gradient(g),
         )
     leaves = jax.tree.leaves(state)
     for i, start in zip(layout.counters, layout.counter_starts, strict=True):
@@ -139,16 +143,15 @@ def check_coordinatewise(opt: AbstractOptimizer, d: int = 5) -> None:
     key = jax.random.key(20261202)
     kx, kg, kh = jax.random.split(key, 3)
     x = jax.random.normal(kx, (d,))
-    extra = {"noise_key": jax.random.key(0), "key": jax.random.key(1)}
     state = tx.init(x)
     for k in (kg, kh):
         g = jax.random.normal(k, (d,))
-        _, state = tx.update(g, state, x, grad_fn=lambda y, key_, g=g: g, **extra)
+        _, state = tx.update(g, state, x, **fixed_gradient(g))
     layout = OptaxLayout.of(state, x)
     g = jax.random.normal(jax.random.fold_in(key, 3), (d,))
 
     def step(g, y):
-        updates, new = tx.update(g, layout.opt_state(y, 2), y.x, grad_fn=lambda y_, k_: g, **extra)
+        updates, new = tx.update(g, layout.opt_state(y, 2), y.x, **fixed_gradient(g))
         return layout.state(y.x + updates, new)
 
     y = layout.state(x, state)

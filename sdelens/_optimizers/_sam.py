@@ -32,15 +32,14 @@ class SAM(AbstractOptimizer):
         USAM:  x ← x - η g(x + ρ g(x)),       SAM:  x ← x - η g(x + ρ g(x)/‖g(x)‖),
 
     `η` = `lr`, `ρ` = `rho` (the perturbation radius; docs/math.md writes it `r`). Both
-    gradients of one step use **one noise draw**: the second is
-    `problem.stochastic_grad(x', noise_key)` with the key of the first (`noise_key`, passed by
-    `run_optimizer`), so additive noise adds the same `Z` to both and `MinibatchNoise` reads the
-    same minibatch (it draws the batch indices from the key alone), as in SAM's minibatch
-    implementations. Where `‖g(x)‖ = 0` SAM does not perturb (`x' = x`).
+    gradients of one step use **one noise draw**: the second is `step_grad_fn(x')`, the
+    stochastic gradient at `x'` under the first one's draw (passed by `run_optimizer`), so
+    additive noise adds the same `Z` to both and `MinibatchNoise` reads the same minibatch, as
+    in SAM's minibatch implementations. Where `‖g(x)‖ = 0` SAM does not perturb (`x' = x`).
 
     `to_optax()` is an `optax.GradientTransformationExtraArgs` whose `update(g, state, x, *,
-    grad_fn, noise_key)` returns `-η grad_fn(x + ρ d, noise_key)` with `d` the ascent direction
-    above; it needs both keywords. Each step costs two stochastic gradients
+    step_grad_fn)` returns `-η step_grad_fn(x + ρ d)` with `d` the ascent direction above; it
+    needs the keyword. Each step costs two stochastic gradients
     (`grads_per_step = 2`). Parameters are a flat vector.
 
     **Small-η family and scaling.** `with_lr` keeps `ρ` fixed. USAM's SDE
@@ -97,15 +96,14 @@ class SAM(AbstractOptimizer):
         def init(params):
             return optax.EmptyState()
 
-        def update(updates, state, params=None, *, grad_fn=None, noise_key=None, **extra_args):
-            if params is None or grad_fn is None or noise_key is None:
+        def update(updates, state, params=None, *, step_grad_fn=None, **extra_args):
+            if params is None or step_grad_fn is None:
                 raise ValueError(
-                    "SAM's update needs params, grad_fn=(x, key) -> stochastic gradient and "
-                    "noise_key= (the key of the first gradient's draw; run_optimizer passes "
-                    "them)."
+                    "SAM's update needs params and step_grad_fn=(x) -> the stochastic gradient "
+                    "at x under the first gradient's draw (run_optimizer passes both)."
                 )
             perturbed = params + rho * ascent_direction(updates, normalize)
-            return -lr * grad_fn(perturbed, noise_key), state
+            return -lr * step_grad_fn(perturbed), state
 
         return optax.GradientTransformationExtraArgs(init, update)
 

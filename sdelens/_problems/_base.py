@@ -56,6 +56,13 @@ class AbstractProblem(eqx.Module):
         """One stochastic gradient (what the discrete optimizer sees at `x`)."""
         return self.noise.stochastic_grad(self, x, key)
 
+    def stochastic_grad_from_normals(
+        self, x: Float[Array, " d"], xi: Float[Array, "..."]
+    ) -> Float[Array, " d"]:
+        """The stochastic gradient at `x` as a function of standard normals `ξ` of shape
+        `noise.normals_shape(problem, x)` (how `run_optimizer` draws it)."""
+        return self.noise.stochastic_grad_from_normals(self, x, xi)
+
     def check_x0(self, x0) -> Float[Array, "n d"] | Float[Array, " d"]:
         """Validate a start point: shape `(d,)` or `(n, d)`, finite, matching the problem."""
         x0 = jnp.asarray(x0, dtype=jnp.result_type(float))

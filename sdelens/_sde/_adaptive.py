@@ -50,6 +50,10 @@ class AbstractRMSpropSDE(AbstractAdaptiveSDE):
     problem: AbstractProblem
     optimizer_type: ClassVar[type] = RMSprop
 
+    @property
+    def coupling_sign(self) -> int | None:
+        return -1  # x: +√η P⁻¹ Σ^{1/2} dW, the optimizer: -η g/(√v + ε)
+
     def rest_state(self, x):
         return RMSpropState(x, self._grad_and_target(x)[1])
 
@@ -109,6 +113,10 @@ class AbstractAdamSDE(AbstractAdaptiveSDE):
     optimizer: Adam
     problem: AbstractProblem
     optimizer_type: ClassVar[type] = Adam
+
+    @property
+    def coupling_sign(self) -> int | None:
+        return 1  # m: +ρ₁√η Σ^{1/2} dW, as the optimizer's m moves with Z
 
     def rest_state(self, x):
         grad, target = self._grad_and_target(x)

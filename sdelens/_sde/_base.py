@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 from jax.flatten_util import ravel_pytree
+from jaxtyping import Array
 
 from .._optimizers import AbstractOptimizer
 from .._problems import AbstractProblem
@@ -55,6 +56,41 @@ class AbstractOptimizerSDE(eqx.Module):
     def rest_state(self, x) -> State:
         """The state with parameters `x` and every moving average at its equilibrium given `x`
         (a starting guess for the stationary point)."""
+
+    @property
+    @abc.abstractmethod
+    def coupling_sign(self) -> int | None:
+        """How a coupled run drives the optimizer's gradient noise (docs/math.md §13): its
+        standard normals are `ξ = sign · w₀`, with `w₀` this SDE's standardised Brownian
+        increment over the optimizer's step (`(W(t_{k+1}) - W(t_k))/√η`; its first row where `W`
+        stacks several driving motions, as Lion's does). The sign makes both move the parameters
+        the same way (SGD's `+√η Σ^{1/2} dW` against the optimizer's `-η Z`: `-1`; Adam's
+        noise enters `m` with a plus: `+1`). None: this SDE is not coupled to its optimizer."""
+
+    def check_coupling(self, x0) -> None:
+        """Raise a ValueError, before any run, if this SDE cannot drive its optimizer's noise:
+        no coupling sign, or a Brownian motion of another shape than the noise's normals."""
+        noise = self.problem.noise.normals_shape(self.problem, x0)
+        if self.coupling_sign is None or noise is None:
+            why = "its optimizer" if self.coupling_sign is None else self.problem.noise.label
+            raise ValueError(
+                f"coupled=True is invalid for {type(self).__name__} (form={self.form!r}) with "
+                f"{self.problem.noise.label}: {why} draws its noise in a way this SDE's Brownian "
+                "motion does not drive (use coupled=False)."
+            )
+        shape = self.brownian_shape(x0)
+        if tuple(shape) != tuple(noise) and tuple(shape[1:]) != tuple(noise):
+            raise ValueError(
+                f"coupled=True is invalid for {type(self).__name__} (form={self.form!r}) with "
+                f"{self.problem.noise.label}: its Brownian motion has shape {tuple(shape)}, the "
+                f"noise is drawn from normals of shape {tuple(noise)} (use coupled=False)."
+            )
+
+    def gradient_normals(self, w: Array, shape: tuple[int, ...]) -> Array:
+        """The optimizer's gradient-noise normals of `shape` in a coupled run, from this SDE's
+        standardised increment `w` over the step (see `coupling_sign`)."""
+        first = w if tuple(w.shape) == tuple(shape) else w[0]
+        return self.coupling_sign * first
 
     def parameters(self, y: State):
         """The parameters `X` inside a state `Y` (every state's first field)."""

@@ -63,6 +63,10 @@ class EntropySGDSDE(AbstractOptimizerSDE):
     optimizer_type: ClassVar[type] = EntropySGD
     form: ClassVar[str] = "default"
 
+    @property
+    def coupling_sign(self) -> int | None:
+        return None  # the optimizer draws L fresh gradients per step
+
     def __check_init__(self):
         _check_modelled(self.optimizer, self.problem)
 
@@ -163,6 +167,10 @@ class FiniteChainEntropySGDSDE(AbstractOwnStateSDE):
     problem: AbstractProblem
     optimizer_type: ClassVar[type] = EntropySGD
     form: ClassVar[str] = "finite_chain"
+
+    @property
+    def coupling_sign(self) -> int | None:
+        return None  # the optimizer draws L fresh gradients per step
 
     def __check_init__(self):
         _check_modelled(self.optimizer, self.problem)

@@ -43,6 +43,10 @@ class LionSDE(AbstractOwnStateSDE):
     optimizer_type: ClassVar[type] = Lion
     form: ClassVar[str] = "default"
 
+    @property
+    def coupling_sign(self) -> int | None:
+        return 1  # row 0 drives m: +ρ₂√η s w₀, as the optimizer's m moves with Z
+
     def __check_init__(self):
         noise = self.problem.noise
         if not (isinstance(noise, AbstractAdditiveNoise) and noise.is_diagonal):

@@ -22,7 +22,12 @@ from jaxtyping import Array, Float
 from .. import _check
 from .._noise import AbstractAdditiveNoise, GaussianNoise, StudentTNoise
 from .._optimizers import AbstractOptimizer
-from .._optimizers._optax import OptaxLayout, check_coordinatewise, check_counters
+from .._optimizers._optax import (
+    OptaxLayout,
+    check_coordinatewise,
+    check_counters,
+    fixed_gradient,
+)
 from .._problems import AbstractProblem
 from ._base import AbstractOptimizerSDE
 
@@ -164,10 +169,9 @@ def _nonnegative_blocks(optimizer: AbstractOptimizer) -> tuple[bool, ...]:
     state = tx.init(x)
     layout = OptaxLayout.of(state, x)
     seen = [np.asarray(v) for v in layout.state(x, state)[1:]]
-    extra = {"noise_key": jax.random.key(0), "key": jax.random.key(1)}
     for i in range(3):
         g = jax.random.normal(jax.random.fold_in(key, i), (5,))
-        updates, state = tx.update(g, state, x, grad_fn=lambda y, k, g=g: g, **extra)
+        updates, state = tx.update(g, state, x, **fixed_gradient(g))
         x = x + updates
         seen = [np.minimum(a, b) for a, b in zip(seen, layout.state(x, state)[1:], strict=True)]
     return tuple(bool(np.all(a >= 0)) for a in seen)
@@ -182,9 +186,9 @@ class MomentsSDE(AbstractOptimizerSDE):
     with `Y = OptaxState(x, <the optax state's per-parameter leaves>)` and `Δ` one update of
     `optimizer.to_optax()` at the gradient `g = ∇f(x) + Z`; integer leaves of the optax state
     are step counters, set to `k = ⌊t/η⌋` (so Adam's bias corrections are the discrete ones).
-    Optimizers that evaluate a second gradient (SAM) get `grad_fn(x', noise_key) = ∇f(x') + Z`
-    with the same `Z`; for noise that is not additive, the same minibatch key. Gradients under
-    any other key (Entropy-SGD's inner chain) get independent noise, as in the optimizer.
+    Optimizers that evaluate a second gradient (SAM) get `step_grad_fn(x') = ∇f(x') + Z` with
+    the same `Z`; for noise that is not additive, the same minibatch. Gradients drawn with
+    `grad_fn(x', key)` (Entropy-SGD's inner chain) get independent noise, as in the optimizer.
 
     **Moments** (`rule`):
     - `"quadrature"` (chosen by `"auto"` for a coordinate-wise update, `optimizer.coordinatewise`
@@ -298,6 +302,13 @@ class MomentsSDE(AbstractOptimizerSDE):
     def _layout(self, x) -> OptaxLayout:
         return OptaxLayout.of(jax.eval_shape(self._tx().init, x), x)
 
+    @property
+    def coupling_sign(self) -> int | None:
+        # The quadrature rule's per-coordinate Cholesky factor puts x first with a positive
+        # pivot, so x moves with w₀ while a descent step moves against the noise; the Monte
+        # Carlo rule's K driving motions are draws of the rule, not the optimizer's noise.
+        return -1 if self.rule == "quadrature" else None
+
     def initial_state(self, x0):
         return self._layout(x0).state(x0, self._tx().init(x0))
 
@@ -360,30 +371,21 @@ class MomentsSDE(AbstractOptimizerSDE):
         opt_state = layout.opt_state(type(y)(y.x, *inside), k)
         x, problem = y.x, self.problem
 
-        def delta(g, grad_fn, noise_key):
+        def delta(g, step_grad_fn, key):
             updates, new = tx.update(
                 g,
                 opt_state,
                 x,
-                grad_fn=grad_fn,
-                noise_key=noise_key,
-                key=jax.random.fold_in(noise_key, 1),
+                grad_fn=problem.stochastic_grad,
+                step_grad_fn=step_grad_fn,
+                key=jax.random.fold_in(key, 1),
             )
             after = layout.state(updates, new)
             return type(y)(updates, *(a - b for a, b in zip(after[1:], y[1:], strict=True)))
 
-        def additive_grad_fn(z_j, noise_key):
-            """`grad_fn(p, key)` of additive noise: the step's draw `z_j` for the step's key
-            (SAM's second gradient sees the same draw), an independent one for any other key
-            (Entropy-SGD's inner chain draws a gradient per inner step)."""
-            step = jax.random.key_data(noise_key)
-
-            def grad_fn(p, key):
-                same = jnp.all(jax.random.key_data(key) == step)
-                fresh = problem.noise.sample(key, p.shape).astype(p.dtype)
-                return problem.grad(p) + jnp.where(same, z_j, fresh)
-
-            return grad_fn
+        def additive(z_j):
+            """The step's draw `z_j` at any point (SAM's second gradient sees the same draw)."""
+            return lambda p: problem.grad(p) + z_j
 
         base = jax.random.fold_in(jax.random.key(self.seed), 1)
         if self.rule == "quadrature":
@@ -392,7 +394,7 @@ class MomentsSDE(AbstractOptimizerSDE):
             z = nodes[:, None] * self._scale(x.shape[0], x.dtype)[None, :]
 
             def one(z_j):
-                return delta(grad + z_j, additive_grad_fn(z_j, base), base)
+                return delta(grad + z_j, additive(z_j), base)
 
             return jax.vmap(one)(z), weights
         n = self.nodes
@@ -406,12 +408,15 @@ class MomentsSDE(AbstractOptimizerSDE):
             z = jnp.concatenate([half, -half])
 
             def one(z_j, key):
-                return delta(grad + z_j, additive_grad_fn(z_j, key), key)
+                return delta(grad + z_j, additive(z_j), key)
 
             return jax.vmap(one)(z, keys), weights
 
         def draw(key):
-            return delta(problem.stochastic_grad(x, key), problem.stochastic_grad, key)
+            def same_draw(p):
+                return problem.stochastic_grad(p, key)
+
+            return delta(same_draw(x), same_draw, key)
 
         return jax.vmap(draw)(keys), weights
 

@@ -31,6 +31,10 @@ class AbstractSAMSDE(AbstractOwnStateSDE):
     form: ClassVar[str] = "default"
     normalize: eqx.AbstractClassVar[bool]
 
+    @property
+    def coupling_sign(self) -> int | None:
+        return -1  # x: +√η (Σ^{1/2} + ...) dW, the optimizer: -η g(x + ρ ...)
+
     def __check_init__(self):
         what = "SAM" if self.normalize else "USAM"
         if self.optimizer.normalize != self.normalize:

@@ -37,6 +37,10 @@ class SecondOrderSGDSDE(AbstractOwnStateSDE):
     optimizer_type: ClassVar[type] = SGD
     form: ClassVar[str] = "second_order"
 
+    @property
+    def coupling_sign(self) -> int | None:
+        return -1  # as SGD's
+
     @classmethod
     def models(cls, opt) -> bool:
         """Plain SGD only (with momentum the construction explains why not)."""

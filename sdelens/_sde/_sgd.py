@@ -37,6 +37,10 @@ class SGDSDE(AbstractOwnStateSDE):
     optimizer_type: ClassVar[type] = SGD
     form: ClassVar[str] = "default"
 
+    @property
+    def coupling_sign(self) -> int | None:
+        return -1  # x: +√η Σ^{1/2} dW, the optimizer: -η Z
+
     def __check_init__(self):
         self.problem.noise.require_finite_variance("SGD")
 
@@ -72,6 +76,10 @@ class SignSGDSDE(AbstractOwnStateSDE):
     problem: AbstractProblem
     optimizer_type: ClassVar[type] = SignSGD
     form: ClassVar[str] = "default"
+
+    @property
+    def coupling_sign(self) -> int | None:
+        return -1  # x: +√η Σ̄^{1/2} dW, the optimizer: -η sign(g)
 
     def rest_state(self, x):
         return ParamState(x)

@@ -87,6 +87,7 @@ def optimizer_vs_sde(
     substeps: int | None = None,
     nodes: int | None = None,
     seed: int | None = None,
+    coupled: bool = False,
 ) -> OptimizerVsSDE:
     """Run `opt` and integrate its SDE (`form`) from `x0`, with independent keys split from
     `key` (required; `seed=` is a deprecated alias).
@@ -96,15 +97,32 @@ def optimizer_vs_sde(
     `substeps` defaults to `opt.grads_per_step`, one SDE step per gradient evaluation (1 for
     SGD, SignSGD, RMSprop and Adam; `inner_steps` for Entropy-SGD, whose fast variable moves
     `inner_steps` times per outer step).
+
+    `coupled=True` (docs/math.md §13): both runs use `key`, and the optimizer's noise at step
+    `k` is driven by the SDE's Brownian increment over the step (`run_optimizer(...,
+    coupled=True)`). Each run keeps its law, so every weak statement stands; the comparison
+    is then paired (`compare(..., paired=True)`): the weak error's standard error comes from
+    the per-path differences, and the strong error `E‖x_opt - X_sde‖` is reported per save.
+    Needs `keep="paths"`.
     """
     key = resolve_key(key, seed)
+    if not isinstance(coupled, bool):
+        raise ValueError(f"coupled={coupled!r} is invalid: True or False.")
+    if coupled and keep != "paths":
+        raise ValueError(
+            f"keep={keep!r} is invalid with coupled=True: the coupled comparison pairs the paths "
+            "one by one, so keep='paths' is required."
+        )
     substeps = opt.grads_per_step if substeps is None else substeps
     sde = sde_for(opt, prob, form=form, nodes=nodes)  # a bad pair fails before any run
-    key_opt, key_sde = jax.random.split(key)
+    key_opt, key_sde = (key, key) if coupled else jax.random.split(key)
     scale = {"keep": keep, "chunk_size": chunk_size}
+    if coupled:  # run_optimizer checks the pair before running
+        scale.update(coupled=True, solver=solver, form=form, substeps=substeps, nodes=nodes)
     ref = run_optimizer(
         opt, prob, x0, n_steps=n_steps, n_runs=n_paths, key=key_opt, save_every=save_every, **scale
     )
+    scale = {"keep": keep, "chunk_size": chunk_size}
     run = simulate(
         opt,
         prob,
@@ -127,4 +145,5 @@ def optimizer_vs_sde(
         }
     theory = _try_stationary(opt, prob)
     validity = sde.validity() if isinstance(sde, EntropySGDSDE) else None
-    return OptimizerVsSDE(opt, prob, ref, run, compare(ref, run), theory, accuracy, validity)
+    comparison = compare(ref, run, paired=coupled)
+    return OptimizerVsSDE(opt, prob, ref, run, comparison, theory, accuracy, validity)
