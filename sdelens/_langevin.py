@@ -101,8 +101,10 @@ def run_chain(
     friction=0.1,
     observe: Callable[[Any, Float[Array, " d"], Int[Array, ""]], Any],
     init: Any,
+    momentum: Float[Array, " d"] | None = None,
 ) -> tuple[ChainState, Any]:
-    """`n_steps` steps of `langevin_step` from position `start` (momentum 0), as one
+    """`n_steps` steps of `langevin_step` from position `start` (and SGHMC momentum
+    `momentum`, default 0: a chain that continues passes the one it ended with), as one
     `jax.lax.scan`, folding the chain into a statistic instead of storing it.
 
     Step `i` (from 0) draws its randomness from `kᵢ = jax.random.fold_in(key, i)`, split into
@@ -135,6 +137,6 @@ def run_chain(
         )
         return (state, observe(obs, state.position, i)), None
 
-    first = ChainState(start, jnp.zeros_like(start))
+    first = ChainState(start, jnp.zeros_like(start) if momentum is None else momentum)
     (state, obs), _ = jax.lax.scan(step, (first, init), jnp.arange(n_steps))
     return state, obs

@@ -62,6 +62,14 @@ OPTIONS = {  # name: (type, default, help)
     ),
     "inner": (str, "sgld", "Entropy-SGD inner sampler: sgld or sghmc."),
     "scoping": (float, 0.0, "Entropy-SGD scoping: gamma_k = gamma (1 + scoping)^k."),
+    "friction": (float, 0.1, "Entropy-SGD SGHMC friction, in (0, 1]."),
+    "anchor_batches": (int, 1, "Entropy-SGD control variate: anchor gradients per outer step."),
+    "variants": (
+        str,
+        "restart,warm,cv,sghmc,warm-sghmc",
+        "Comma-separated Entropy-SGD inner loops: restart, warm, cv, sghmc, warm-sghmc.",
+    ),
+    "inner_steps_grid": (str, "1,2,5,10,20", "Comma-separated inner steps L (quadratic sweep)."),
     "form": (
         str,
         "default",
@@ -129,6 +137,8 @@ OPTIONS = {  # name: (type, default, help)
     "lrs": (str, "0.5,1,2,2.5,3,3.5,4,6", "Comma-separated outer learning rates (> 0)."),
     "gammas": (str, "0.1,0.3,1,3,10,30", "Comma-separated couplings gamma (> 0)."),
     "inner_lrs": (str, "0.01,0.02,0.05", "Comma-separated inner step sizes eta' (> 0)."),
+    "temperatures": (str, "0.002,0.01,0.05,0.1,0.3", "Comma-separated temperatures T (> 0)."),
+    "network": (bool, True, "Also fit variational inference on a small network."),
     "spectrum": (bool, True, "Hessian spectra at the final points (SLQ)."),
     "landscape": (bool, True, "Local entropy vs smoothing on a two-well landscape."),
     "seed": (int, 0, "Random seed."),
@@ -182,7 +192,7 @@ def command(*groups: str):
                     sys.modules["matplotlib.pyplot"].close("all")
 
         run.__signature__ = inspect.Signature([option(name) for name in names])
-        return app.command(fn.__name__)(run)
+        return app.command(fn.__name__.replace("_", "-"))(run)
 
     return wrap
 
@@ -281,6 +291,14 @@ def _warn(label: str, run) -> None:
             f"Warning: {label} diverged (non-finite) at step {run.first_bad_step}; "
             f"{run.n_diverged}/{run.n_paths} paths non-finite at the end. Means use finite paths."
         )
+
+
+def _save_fair(o, config: dict, study) -> None:
+    """Save a study whose runs are its equal-compute runs (`study.fair`), warning about any
+    that diverged."""
+    for name, run in study.fair.runs.items():
+        _warn(name, run)
+    _save(o, config, study, study.fair.runs)
 
 
 COMPARE = (
@@ -565,9 +583,7 @@ def entropy(o) -> None:
         preference=o.landscape,
         progress=_say,
     )
-    for name, run in study.fair.runs.items():
-        _warn(name, run)
-    _save(o, config, study, study.fair.runs)
+    _save_fair(o, config, study)
     fields = ["grad_evals", "effective_epochs", "final_loss", "final_test_accuracy", "seconds"]
     header = ["optimizer", "grad evals", "epochs", "final loss", "test acc", "seconds"]
     if prob.data.tokens:  # text: the language-model measure
@@ -617,6 +633,135 @@ def stability(o) -> None:
         f"Measured and theory agree at {result.agreement:.1%} of {result.agree.size} points"
         + (f" (disagreements: {why})." if why else ".")
     )
+
+
+VARIATIONAL = ("d", "T", "gamma", "local entropy", "smoothing", "Gaussian LE", "VI (gamma=0)")
+
+
+@command(
+    "temperatures gammas=0.3,1,3 steps=1000 network train_size=64",
+    OUTPUT,
+    "out=results/variational",
+)
+def variational(o) -> None:
+    """Gaussian variational inference vs local entropy and smoothing: which minimum of the 1-D
+    and 2-D two-well landscapes each prefers over (T, gamma), and the learned widths against
+    the curvature, on the landscapes and on a small network."""
+    config = _start(o, "variational")
+    import sdelens as sl
+
+    study = sl.studies.variational_study(
+        _floats("--temperatures", o.temperatures),
+        _floats("--gammas", o.gammas),
+        key=_key(o),
+        n_steps=o.steps,
+        network=o.network,
+        train_size=o.train_size,
+        progress=_say,
+    )
+    _save(o, config, study, {})
+    rows = []
+    for d, result in study.landscapes.items():
+        preferred = result.preferred()
+        for i, t in enumerate(result.temperatures):
+            for j, gamma in enumerate(result.gammas):
+                rows.append(
+                    (
+                        d,
+                        float(t),
+                        float(gamma),
+                        *(preferred[k][i, j] for k in list(preferred)[:3]),
+                        preferred["variational_inference"][i],
+                    )
+                )
+    _table(rows, VARIATIONAL)
+    if study.network is not None:
+        stats = study.network.agreement("expected")
+        typer.echo(
+            f"{study.network.name}: learned s^2 vs T/(E_q[H_ii] + gamma) over "
+            f"{stats['count']} parameters: log correlation {_cell(stats['log_correlation'])}, "
+            f"log-log slope {_cell(stats['loglog_slope'])}, "
+            f"{_cell(stats['within_factor_2'])} within a factor 2."
+        )
+
+
+INNER_LOOPS = ("optimizer", "L", "grads/step", "final loss", "SE", "test acc", "test bits/char")
+ESTIMATOR = ("variant", "L", "grads/step", "bias^2", "variance", "MSE", "SE")
+ESTIMATOR_FIELDS = ("bias2", "variance", "mse", "mse_se")
+
+
+@command(
+    "problem=quadratic dim cond noise df scale batch_size train_size data text x0",
+    "lr=0.1 gamma inner_lr inner_steps=10 temperature alpha friction anchor_batches variants",
+    "momentum nesterov gamma_in_outer_step",
+    "inner_steps_grid budget=2000 runs=8 saves=10 steps=50 paths=400 sgd_lr",
+    OUTPUT,
+    "out=results/inner-loops",
+)
+def inner_loops(o) -> None:
+    """Entropy-SGD's inner loops at equal gradient evaluations: restarted SGLD, warm start,
+    control variate, SGHMC (and SGD); on the quadratic also the bias and variance of the
+    local-entropy gradient against gradient evaluations per outer step."""
+    config = _start(o, "inner-loops")
+    import sdelens as sl
+
+    variants = [v.strip() for v in o.variants.split(",") if v.strip()]
+    grid = _floats("--inner-steps-grid", o.inner_steps_grid)
+    if not all(v.is_integer() and v >= 1 for v in grid):
+        raise ValueError(
+            f"--inner-steps-grid={o.inner_steps_grid!r} is invalid: comma-separated integers >= 1."
+        )
+    base = sl.EntropySGD(
+        **_pick(o, "lr gamma inner_lr inner_steps temperature alpha friction momentum"),
+        **_pick(o, "nesterov gamma_in_outer_step"),
+    )
+    options = {
+        **_pick(o, "noise scale batch_size data text dim cond df"),
+        "train_size": o.train_size or None,
+    }
+    prob = sl.problem_by_name(o.problem, **options, key=_key(o))
+    _record_data(config, prob)
+    study = sl.studies.inner_loops(
+        prob,
+        base,
+        _start_point(o, prob),
+        grad_budget=o.budget,
+        key=_key(o),
+        variants=variants,
+        baselines=[sl.SGD(o.sgd_lr)],
+        anchor_batches=o.anchor_batches,
+        n_runs=o.runs,
+        n_saves=o.saves,
+        inner_steps=[int(v) for v in grid],
+        n_steps=o.steps,
+        n_paths=o.paths,
+        progress=_say,
+    )
+    _save_fair(o, config, study)
+    rows = []
+    for name, m in study.fair.metrics().items():
+        opt = study.variants.get(name)
+        rows.append(
+            (
+                name,
+                opt.inner_steps if opt is not None else "-",
+                opt.grads_per_step if opt is not None else 1,
+                *(m.get(k, "-") for k in ("final_loss", "final_loss_se")),
+                *(m.get(k, "-") for k in ("final_test_accuracy", "final_test_bits_per_char")),
+            )
+        )
+    _table(rows, INNER_LOOPS)
+    if study.mse is not None:
+        typer.echo(f"local-entropy gradient error (mean |d|^2 = {_cell(study.scale)}):")
+        _table(
+            [
+                (name, int(steps), int(study.grads_per_step[name][j]))
+                + tuple(float(getattr(study, k)[name][j]) for k in ESTIMATOR_FIELDS)
+                for name in study.mse
+                for j, steps in enumerate(study.inner_steps)
+            ],
+            ESTIMATOR,
+        )
 
 
 def main() -> None:

@@ -37,10 +37,13 @@ __all__ = [
     "covariance_ellipse",
     "compute_fair",
     "entropy_sgd_stability",
+    "inner_loops",
     "sensitivity",
     "hessian_spectra",
     "preference",
     "landscape",
+    "variational_preference",
+    "variational_widths",
 ]
 
 _PHASE_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c")
@@ -597,18 +600,33 @@ def preference(result):
         ("Gaussian smoothing, width √(T/γ)", result.smoothing_gap),
     )
     for ax, (title, gap) in zip(axes, gaps, strict=True):
-        bound = np.nanmax(np.abs(gap)) or 1.0
-        image = ax.imshow(
-            gap, origin="lower", cmap="coolwarm", vmin=-bound, vmax=bound, aspect="auto"
-        )
-        ax.set_xticks(range(result.gammas.size), [f"{g:g}" for g in result.gammas])
-        ax.set_yticks(range(result.temperatures.size), [f"{t:g}" for t in result.temperatures])
-        ax.set_xlabel("γ")
-        ax.set_title(title)
+        image = _gap_panel(ax, gap, result.temperatures, result.gammas, title)
         fig.colorbar(image, ax=ax, label="wide - narrow")
     axes[0].set_ylabel("T")
     fig.tight_layout()
     return fig
+
+
+def _gap_panel(ax, gap, temperatures, gammas, title):
+    """A heat map of `wide - narrow` over `(T, γ)`, blue where the wide minimum is preferred,
+    red where the narrow one is, each cell labelled; cells without a comparison (NaN) are
+    white and say "n/a"."""
+    gap = np.asarray(gap, float)
+    finite = np.isfinite(gap)
+    bound = float(np.max(np.abs(gap[finite]), initial=0.0)) or 1.0
+    cmap = plt.get_cmap("coolwarm").with_extremes(bad="white")
+    image = ax.imshow(
+        np.ma.masked_invalid(gap), origin="lower", cmap=cmap, vmin=-bound, vmax=bound, aspect="auto"
+    )
+    ax.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])
+    ax.set_yticks(range(len(temperatures)), [f"{t:g}" for t in temperatures])
+    # a small gap is pale whatever its sign: the cell says which minimum wins
+    for (i, j), value in np.ndenumerate(gap):
+        text = "n/a" if not finite[i, j] else ("wide" if value < 0 else "narrow")
+        ax.text(j, i, text, ha="center", va="center", fontsize=7)
+    ax.set_xlabel("γ")
+    ax.set_title(title, fontsize=10)
+    return image
 
 
 def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
@@ -642,6 +660,149 @@ def landscape(loss, narrow, wide, *, gamma: float, temperatures, ax=None):
         f"γ = {gamma:g}: narrow minimum at {float(narrow[0]):g}, wide at {float(wide[0]):g}"
     )
     ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def variational_preference(result):
+    """Which minimum each objective prefers over `(T, γ)` (a `VariationalPreference` from
+    `studies.variational_preference`): local entropy, smoothing at width `√(T/γ)`, Gaussian
+    local entropy and plain variational inference (`γ = 0`, one column). Blue cells prefer the
+    wide minimum, red the narrow one (value: objective at wide minus at narrow); "n/a"
+    cells had a fit leave its basin, so nothing is ranked there (docs/math.md §7.8)."""
+    if not isinstance(result, studies.VariationalPreference):
+        raise ValueError(
+            f"result={type(result).__name__} is invalid: a VariationalPreference "
+            "(sl.studies.variational_preference) is required."
+        )
+    fig, axes = plt.subplots(
+        1, 4, figsize=(14, 4), sharey=True, gridspec_kw={"width_ratios": [3, 3, 3, 1.6]}
+    )
+    panels = (
+        ("local entropy u", result.preference.entropy_gap, result.gammas),
+        ("smoothing, width √(T/γ)", result.preference.smoothing_gap, result.gammas),
+        ("Gaussian local entropy u_G", result.gaussian_gap, result.gammas),
+        ("variational inference", result.vi_gap[:, None], [0.0]),
+    )
+    for ax, (title, gap, gammas) in zip(axes, panels, strict=True):
+        image = _gap_panel(ax, gap, result.temperatures, gammas, title)
+        fig.colorbar(image, ax=ax, label="wide - narrow")
+    axes[0].set_ylabel("T")
+    fig.suptitle(f"Which minimum each objective prefers ({result.dim}-D landscape)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def variational_widths(result, *, ax=None):
+    """Learned variational variances `sᵢ²` against the curvature's prediction, log-log, with
+    the line `s² = prediction` (docs/math.md §7.8).
+
+    A `VariationalPreference`: every fit that held its basin, against `T/(h + γ)` (`h` the
+    curvature at its minimum: exact on a quadratic; the excess is the well's flattening away
+    from its centre). A `VariationalNetwork`: each parameter against `T/(E_q[∂ᵢ²f] + γ)` (the
+    stationarity condition) and `T/(∂ᵢ²f(m) + γ)` (the curvature at the mean alone), with the
+    log-log correlation and slope in the legend."""
+    fig, ax = _new_axes(ax, figsize=(5.6, 4.8))
+    if isinstance(result, studies.VariationalPreference):
+        held = result.held[..., None] & np.ones_like(result.std, bool)
+        markers = {0: ("o", "narrow minimum"), 1: ("s", "wide minimum")}
+        for b, (marker, where) in markers.items():
+            for j, gamma in enumerate(result.fit_gammas):
+                keep = held[:, j, b]
+                ax.scatter(
+                    result.predicted_variance[:, j, b][keep],
+                    result.std[:, j, b][keep] ** 2,
+                    marker=marker,
+                    color=f"C{j}",
+                    s=24,
+                    label=f"{where}, γ = {gamma:g}" + (" (VI)" if gamma == 0 else ""),
+                )
+        xs = result.predicted_variance[held]
+        title = f"{result.dim}-D landscape: learned variance vs T/(h + γ)"
+        left = int((~result.held).sum())
+        if left:
+            title += f"\n({left} fits left their basin: not shown)"
+    elif isinstance(result, studies.VariationalNetwork):
+        xs = np.concatenate([result.predicted_variance, result.variance_at_mean])
+        for colour, (label, pred, kind) in enumerate(
+            (
+                ("T/(E_q[∂ᵢ²f] + γ)", result.predicted_variance, "expected"),
+                ("T/(∂ᵢ²f(mean) + γ)", result.variance_at_mean, "at_mean"),
+            )
+        ):
+            stats = result.agreement(kind)
+            ax.scatter(
+                pred,
+                result.variance,
+                s=12,
+                color=f"C{colour}",
+                alpha=0.7,
+                label=f"vs {label}: log corr {stats['log_correlation']:.2f}, "
+                f"slope {stats['loglog_slope']:.2f}",
+            )
+        title = (
+            f"{result.name}: variational inference, T = {result.temperature:g}, "
+            f"γ = {result.gamma:g}, λ = {result.weight_decay:g}"
+        )
+    else:
+        raise ValueError(
+            f"result={type(result).__name__} is invalid: a VariationalPreference or a "
+            "VariationalNetwork (sl.studies) is required."
+        )
+    xs = np.asarray(xs, float)
+    xs = xs[np.isfinite(xs) & (xs > 0)]
+    if xs.size:
+        line = np.array([xs.min(), xs.max()])
+        ax.plot(line, line, color="k", lw=1, ls="--", label="s² = prediction")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted variance")
+    ax.set_ylabel("learned variance s²")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def inner_loops(result):
+    """The local-entropy direction's error against gradient evaluations per outer step, per
+    inner-loop variant (an `InnerLoops` on a quadratic, `studies.inner_loops`): squared bias
+    (left) and mean squared error ±2 SE (right), log-log. Diverged settings are left out and
+    named in the legend, never drawn as data."""
+    if not isinstance(result, studies.InnerLoops) or result.mse is None:
+        raise ValueError(
+            "result is invalid: an InnerLoops measured on a quadratic (its estimator sweep) "
+            "is required."
+        )
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for i, name in enumerate(result.mse):
+        grads = np.asarray(result.grads_per_step[name], float)
+        panels = ((result.bias2[name], None), (result.mse[name], result.mse_se[name]))
+        for ax, (values, se) in zip(axes, panels, strict=True):
+            ok = np.isfinite(values) & (values > 0)
+            label = name if ok.all() else f"{name} ({int((~ok).sum())} diverged or ≤ 0)"
+            ax.plot(grads[ok], values[ok], "o-", color=f"C{i}", label=label)
+            if se is not None:
+                ax.errorbar(grads[ok], values[ok], yerr=2 * se[ok], fmt="none", color=f"C{i}")
+    ticks = []
+    for value in np.unique(np.concatenate(list(result.grads_per_step.values())).astype(float)):
+        if not ticks or value >= 1.3 * ticks[-1]:  # neighbours on a log axis would overlap
+            ticks.append(value)
+    titles = ("squared bias of γ_out (x - μ)", "mean squared error")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("gradient evaluations per outer step")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("error² (summed over coordinates)")
+    axes[1].legend(loc="upper right", fontsize=8)
+    fig.suptitle(
+        f"Entropy-SGD inner loops on a quadratic: {result.n_steps} outer steps, "
+        f"{result.n_paths} paths (mean |d|² = {result.scale:.3g})",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -682,6 +843,23 @@ def _entropy_study(result) -> dict:
     return figs
 
 
+def _variational_study(result) -> dict:
+    figs = {}
+    for d, landscape_result in result.landscapes.items():
+        figs[f"variational_preference_{d}d"] = variational_preference(landscape_result)
+        figs[f"variational_widths_{d}d"] = variational_widths(landscape_result)
+    if result.network is not None:
+        figs["variational_network_widths"] = variational_widths(result.network)
+    return figs
+
+
+def _inner_loops(result) -> dict:
+    figs = _compute_fair(result.fair)
+    if result.mse is not None:
+        figs["estimator_error"] = inner_loops(result)
+    return figs
+
+
 def _demo(result) -> dict:
     figs = {}
     for name, both in result.results.items():
@@ -702,6 +880,13 @@ _FIGURES = {
     studies.HessianSpectrum: lambda r: {"hessian_spectrum": hessian_spectra({"": r})},
     studies.Preference: lambda r: {"preference": preference(r)},
     studies.EntropyStudy: _entropy_study,
+    studies.InnerLoops: _inner_loops,
+    studies.VariationalPreference: lambda r: {
+        "variational_preference": variational_preference(r),
+        "variational_widths": variational_widths(r),
+    },
+    studies.VariationalNetwork: lambda r: {"variational_network_widths": variational_widths(r)},
+    studies.VariationalStudy: _variational_study,
     studies.EntropyStability: lambda r: {
         f"stability_inner_lr_{v:g}": entropy_sgd_stability(r, inner_lr=v) for v in r.inner_lrs
     },

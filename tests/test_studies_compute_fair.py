@@ -96,5 +96,5 @@ def test_network_accuracy_and_effective_epochs():
     row = fair.metrics()["sgd"]
     assert row["effective_epochs"] == 5.0
     assert row["final_test_accuracy"] == pytest.approx(float(accuracy[:, -1].mean()))
-    se = accuracy[:, -1].std(ddof=1) / np.sqrt(2)
+    se = np.asarray(accuracy[:, -1], float).std(ddof=1) / np.sqrt(2)  # as metrics(): float64
     assert row["final_test_accuracy_se"] == pytest.approx(float(se), abs=1e-12)

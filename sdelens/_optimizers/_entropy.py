@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import ClassVar, NamedTuple, final
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
 from .. import _check
-from .._langevin import SAMPLERS, run_chain
+from .._langevin import SAMPLERS, ChainState, run_chain
 from ._base import AbstractOptimizer, ParamState
 
 __all__ = ["EntropySGD", "RelaxationState", "INNER_SAMPLERS"]
@@ -20,11 +21,14 @@ INNER_SAMPLERS = SAMPLERS
 
 
 class EntropySGDOptState(NamedTuple):
-    """Entropy-SGD's optax state between outer steps (`x'` and `μ` restart from `x` every
-    step)."""
+    """Entropy-SGD's optax state between outer steps: the step counter, the outer velocity
+    and, with `warm_start=True` only, where the inner chain ended (`chain`: its position `x'`
+    and its SGHMC momentum), where the next outer step's chain continues. Without warm start
+    `chain` is None: `x'` and `μ` restart from `x` every step."""
 
     count: Int[Array, ""]
     velocity: Float[Array, " d"]
+    chain: ChainState | None = None
 
 
 class RelaxationState(NamedTuple):
@@ -67,8 +71,24 @@ class EntropySGD(AbstractOptimizer):
       `c` = `friction`): `p ← (1 - c) p - η' ∇U + √(2 c η' T) ξ`, `x' ← x' + p`, with
       `∇U = g' + γₖ (x' - x)`; it samples the same Gibbs measure.
 
+    **Cheaper inner loops** (docs/math.md §7.9; off by default, each an explicit option):
+
+    - `warm_start=True`: the chain is not restarted at `x`: it continues where the previous
+      outer step's chain ended (position `x'` and, for SGHMC, momentum), so that over the
+      outer steps it is one long chain, the fast variable of the two-timescale model
+      (docs/math.md §7.4); `μ` restarts at the chain's start point (a draw of the chain)
+      instead of at `x`. The first outer step starts at `x`. The chain is not moved with `x`:
+      moving it by the outer step was measured worse on directions with `h > γ`, and the
+      model has no such jump (docs/math.md §7.9).
+    - `control_variate=True`: the inner gradient is SVRG's anchored estimate (Dubey et al.
+      2016; Baker et al. 2019 for SGLD) `g_B(x') - g_B(x) + G`, both `g_B` with the same
+      minibatch or noise draw, `G` the mean of `anchor_batches` fresh stochastic gradients at
+      `x`, drawn once per outer step: unbiased for `∇f(x')`, its noise mostly the anchor's,
+      common to every inner step.
+
     **Cost.** Each outer step takes `L` stochastic gradients and none at `x`
-    (`grads_per_step = inner_steps`): compare with SGD per gradient evaluation.
+    (`grads_per_step = inner_steps`): compare with SGD per gradient evaluation. The control
+    variate takes `2L + anchor_batches` (`L` extra at `x`, and the anchor).
 
     `to_optax()` is an `optax.GradientTransformationExtraArgs` whose `update` needs two extra
     keyword arguments: `grad_fn(x', key)` (one stochastic gradient) and `key` (the inner
@@ -87,6 +107,9 @@ class EntropySGD(AbstractOptimizer):
     gamma_in_outer_step: bool = eqx.field(static=True, default=True)
     inner: str = eqx.field(static=True, default="sgld")
     friction: float = eqx.field(converter=_check.number("friction"), default=0.1)
+    warm_start: bool = eqx.field(static=True, default=False)
+    control_variate: bool = eqx.field(static=True, default=False)
+    anchor_batches: int = eqx.field(static=True, default=1)
     decay_names: ClassVar[tuple[str, ...]] = ()
     scaling_rules: ClassVar[tuple[str, ...]] = ()
     coordinatewise: ClassVar[bool] = False  # the inner chain's gradients mix coordinates
@@ -106,6 +129,12 @@ class EntropySGD(AbstractOptimizer):
         _check.in_interval("friction", self.friction, 0.0, 1.0, closed_high=True)
         if _check.is_concrete(self.friction) and self.friction == 0.0:
             raise ValueError("friction=0.0 is invalid: allowed range is (0, 1].")
+        for flag in ("nesterov", "gamma_in_outer_step", "warm_start", "control_variate"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(
+                    f"{flag}={getattr(self, flag)!r} is invalid: True or False is required."
+                )
+        _check.positive_int("anchor_batches", self.anchor_batches)
 
     @property
     def name(self) -> str:
@@ -117,6 +146,8 @@ class EntropySGD(AbstractOptimizer):
 
     @property
     def grads_per_step(self) -> int:
+        if self.control_variate:
+            return 2 * self.inner_steps + self.anchor_batches
         return self.inner_steps
 
     def initial_state(self, x0):
@@ -140,24 +171,41 @@ class EntropySGD(AbstractOptimizer):
 
     def inner_chain(self, x, gamma, grad_fn, key) -> Float[Array, " d"]:
         """`μ` after `L` inner steps from `x' = μ = x`: the estimate of `⟨x'⟩`."""
-        alpha = self.alpha
-        _, mu = run_chain(
-            lambda xp, k: grad_fn(xp, k) + gamma * (xp - x),
-            x,
+        _, mu = self._chain(x, gamma, grad_fn, key, ChainState(x, jnp.zeros_like(x)))
+        return mu
+
+    def _chain(self, x, gamma, grad_fn, key, start: ChainState) -> tuple[ChainState, Array]:
+        """The inner chain from `start` (position and SGHMC momentum), `μ` starting there:
+        `(final chain state, μ)`."""
+        alpha, steps = self.alpha, self.inner_steps
+        if self.control_variate:
+            # The anchor's keys come from index L, past the chain's own (`run_chain` uses 0 … L-1).
+            anchor_keys = jax.random.split(jax.random.fold_in(key, steps), self.anchor_batches)
+            anchor = jnp.mean(jax.vmap(lambda k: grad_fn(x, k))(anchor_keys), axis=0)
+
+            def stochastic(xp, k):
+                return grad_fn(xp, k) - grad_fn(x, k) + anchor
+        else:
+            stochastic = grad_fn
+        return run_chain(
+            lambda xp, k: stochastic(xp, k) + gamma * (xp - x),
+            start.position,
             key,
-            self.inner_steps,
+            steps,
             step_size=self.inner_lr,
             temperature=self.temperature,
             sampler=self.inner,
             friction=self.friction,
             observe=lambda mu, xp, i: (1.0 - alpha) * mu + alpha * xp,
-            init=x,
+            init=start.position,
+            momentum=start.momentum,
         )
-        return mu
 
     def to_optax(self) -> optax.GradientTransformationExtraArgs:
         def init(params):
-            return EntropySGDOptState(jnp.zeros([], jnp.int32), jnp.zeros_like(params))
+            # The first outer step's chain starts at x, as without warm start.
+            chain = ChainState(params, jnp.zeros_like(params)) if self.warm_start else None
+            return EntropySGDOptState(jnp.zeros([], jnp.int32), jnp.zeros_like(params), chain)
 
         def update(updates, state, params=None, *, grad_fn=None, key=None, **extra_args):
             if params is None or grad_fn is None or key is None:
@@ -166,10 +214,12 @@ class EntropySGD(AbstractOptimizer):
                     "gradient and key= (run_optimizer passes them)."
                 )
             gamma = self.gamma_at(state.count)
-            mu = self.inner_chain(params, gamma, grad_fn, key)
+            start = state.chain if self.warm_start else ChainState(params, jnp.zeros_like(params))
+            end, mu = self._chain(params, gamma, grad_fn, key, start)
+            chain = end if self.warm_start else None
             direction = (gamma if self.gamma_in_outer_step else 1.0) * (params - mu)
             velocity = self.momentum * state.velocity + direction
             step = direction + self.momentum * velocity if self.nesterov else velocity
-            return -self.lr * step, EntropySGDOptState(state.count + 1, velocity)
+            return -self.lr * step, EntropySGDOptState(state.count + 1, velocity, chain)
 
         return optax.GradientTransformationExtraArgs(init, update)

@@ -27,12 +27,24 @@ def _gammas(opt: EntropySGD, t):
     return gamma, gamma if opt.gamma_in_outer_step else 1.0
 
 
-def _check_modelled(opt: EntropySGD, problem: AbstractProblem) -> None:
+def _check_modelled(opt: EntropySGD, problem: AbstractProblem, form: str) -> None:
     problem.noise.require_finite_variance("Entropy-SGD")
     if opt.momentum != 0.0 or opt.inner != "sgld":
         raise ValueError(
             f"momentum={opt.momentum}, inner={opt.inner!r}: the continuous-time models of "
             "Entropy-SGD cover momentum=0 with the SGLD inner chain only."
+        )
+    if opt.control_variate:
+        raise ValueError(
+            f"control_variate=True is not modelled by form={form!r}: its inner steps have "
+            "independent gradient noise, the control variate's anchor noise is common to all "
+            "of them (docs/math.md §7.9); use form='moments'."
+        )
+    if opt.warm_start and form == "finite_chain":
+        raise ValueError(
+            "warm_start=True is not modelled by form='finite_chain', whose chain restarts at x "
+            "every outer step: the continuing chain is the fast variable of form='default' "
+            "(docs/math.md §7.9)."
         )
 
 
@@ -52,8 +64,10 @@ class EntropySGDSDE(AbstractOptimizerSDE):
     gradient ascent on the local entropy `F`.
 
     Differences from the discrete optimizer, by construction of the model: `Y` is not restarted
-    at `X` every outer step, and `X` sees `Y` itself rather than the running average `μ`.
-    Momentum and the SGHMC inner sampler are not modelled (refused). The state is
+    at `X` every outer step (as with `warm_start=True`, which the model therefore describes
+    better than the restart; docs/math.md §7.9), and `X` sees `Y` itself rather than the
+    running average `μ`. Momentum, the SGHMC inner sampler and the control variate are not
+    modelled (refused). The state is
     `RelaxationState(x, y)`, both starting at `x₀`. Integrate with `substeps ≥ inner_steps` so
     that the fast variable's steps are no longer than the inner chain's.
     """
@@ -68,7 +82,7 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         return None  # the optimizer draws L fresh gradients per step
 
     def __check_init__(self):
-        _check_modelled(self.optimizer, self.problem)
+        _check_modelled(self.optimizer, self.problem, self.form)
 
     def validity(self) -> dict:
         """How well the optimizer meets the model's two assumptions (docs/math.md §7.4,
@@ -78,18 +92,22 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         slowest mode of the chain's drift `∇f + γ(x' - x)` on a quadratic; `h_min` is the
         smallest curvature of a `Quadratic`, else 0, which bounds `τ` from above for convex
         losses; `γ` at step 0, before any scoping). `valid` when `τ/L <= 1/3` (the chain's
-        mean then has relaxed to within `e⁻³ = 5%`) and `eps <= 0.1`."""
+        mean then has relaxed to within `e⁻³ = 5%`) and `eps <= 0.1`. With `warm_start=True`
+        the chain is not restarted, so it need not relax within one outer step: only `eps`
+        counts (`relaxation_applies` False)."""
         opt, prob = self.optimizer, self.problem
         h_min = float(prob.curvatures[0]) if isinstance(prob, Quadratic) else 0.0
         tau = 1.0 / (float(opt.inner_lr) * (h_min + float(opt.gamma)))
         ratio = tau / opt.inner_steps
+        relaxed = opt.warm_start or ratio <= VALID_RELAXATION
         return {
             "eps": float(self.eps),
             "relaxation_steps": tau,
             "inner_steps": int(opt.inner_steps),
             "relaxation_over_inner_steps": ratio,
+            "relaxation_applies": not opt.warm_start,
             "curvature_bound": h_min,
-            "valid": bool(ratio <= VALID_RELAXATION and self.eps <= VALID_EPS),
+            "valid": bool(relaxed and self.eps <= VALID_EPS),
         }
 
     @property
@@ -160,7 +178,8 @@ class FiniteChainEntropySGDSDE(AbstractOwnStateSDE):
     `jax.hessian` of the loss) and two `d × d` eigendecompositions per evaluation, so this
     form is for small `d` (up to a few hundred parameters). `Σ` is the noise model's
     covariance at `x` (`cov_sqrt_at`, as a dense matrix). Same scope as the default form:
-    momentum 0, the SGLD inner chain; `γ` follows the scoping `γ (1 + scoping)^{t/η}`.
+    momentum 0, the SGLD inner chain, no control variate; and the restart is the model, so
+    `warm_start=True` is refused. `γ` follows the scoping `γ (1 + scoping)^{t/η}`.
     """
 
     optimizer: EntropySGD
@@ -173,7 +192,7 @@ class FiniteChainEntropySGDSDE(AbstractOwnStateSDE):
         return None  # the optimizer draws L fresh gradients per step
 
     def __check_init__(self):
-        _check_modelled(self.optimizer, self.problem)
+        _check_modelled(self.optimizer, self.problem, self.form)
 
     def rest_state(self, x):
         return ParamState(x)

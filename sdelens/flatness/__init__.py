@@ -8,6 +8,8 @@
 * The Gaussian-smoothed loss and its gradient, by Monte Carlo and by quadrature (`d ≤ 2`)
   (`_smoothing`).
 * Test landscapes with a narrow deep minimum and a wide shallow one (`_landscapes`).
+* Gaussian variational inference and Gaussian local entropy: the objective, a fitter and the
+  Hessian diagonal averaged over the fitted Gaussian (`_variational`; docs/math.md §7.8).
 
 Every function takes the loss `f: ℝᵈ → ℝ` as a JAX callable of a flat vector `x` of shape `(d,)`.
 Nothing here changes JAX's configuration: the precision is the dtype of `x`.
@@ -55,4 +57,10 @@ from ._spectral import (
     SpectralDensity as SpectralDensity,
     hutchinson_trace as hutchinson_trace,
     spectral_density as spectral_density,
+)
+from ._variational import (
+    VariationalFit as VariationalFit,
+    expected_hessian_diagonal as expected_hessian_diagonal,
+    fit_variational as fit_variational,
+    variational_loss as variational_loss,
 )
