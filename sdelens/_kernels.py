@@ -29,6 +29,7 @@ import optax
 
 from ._brownian import CounterBrownianPath, EnsembleBrownianPath, key_words, step_normals
 from ._reduce import KeepPaths, scan_saves
+from ._sde import EulerIncrementTerm
 
 __all__ = ["solve_paths", "optimize_paths", "sde_paths_minor", "Coupling", "PATHS_MINOR_MAX_STATE"]
 
@@ -99,6 +100,15 @@ def _ensemble_terms(sde, brownian, stratonovich: bool, n_paths: int):
     )
 
 
+def _path_terms(sde, path, solver, stratonovich: bool):
+    """One path's terms: for Itô Euler the whole increment from one call of the SDE
+    (`EulerIncrementTerm`: drift and diffusion share their gradient), else diffrax's
+    `MultiTerm`."""
+    if type(solver) is diffrax.Euler and not stratonovich:
+        return EulerIncrementTerm(sde, path)
+    return sde.terms(path, stratonovich=stratonovich)
+
+
 def _valid(x0s, valid):
     return jnp.ones(x0s.shape[0], bool) if valid is None else valid
 
@@ -153,7 +163,7 @@ def solve_paths(
 
         def advance(ys, s):
             def one(y, path):
-                return _solve(sde.terms(path, stratonovich=stratonovich), solver, y, segment(s))
+                return _solve(_path_terms(sde, path, solver, stratonovich), solver, y, segment(s))
 
             return jax.vmap(one)(ys, paths)
 

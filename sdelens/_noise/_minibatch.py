@@ -146,7 +146,7 @@ class MinibatchNoise(AbstractNoise):
         return self.grad_and_variance(problem, x)[1]
 
     def grad_and_variance(self, problem: ExampleProblem, x) -> tuple[Array, Array]:
-        """`(∇f(x), diag Σ(x))` from one pass of per-example gradients
+        """`(∇f(x), diag Σ(x))`, the gradient computed once for both
         (`per_example_moments`)."""
         grad, second = self.per_example_moments(problem, x)
         return grad, self.population_factor(problem.n_examples) * second
@@ -156,35 +156,26 @@ class MinibatchNoise(AbstractNoise):
         return self.per_example_moments(problem, x)[1]
 
     def per_example_moments(self, problem: ExampleProblem, x) -> tuple[Array, Array]:
-        """`(∇f, diag Σ₁)`: mean and per-coordinate variance (divisor `n`) of the per-example
-        gradients `∇ℓᵢ(x)`, computed in chunks of `chunk_size` examples (`vmap(grad)`, memory
-        `O(chunk_size · d)`). Each chunk's mean and centred sum of squares are merged into the
-        running ones (Chan, Golub & LeVeque's pairwise update), so one pass gives both, with no
-        separate full-batch gradient and no cancellation of `E[g²] - E[g]²`."""
+        """`(∇f, diag Σ₁)`: the full-batch gradient and the per-coordinate variance (divisor
+        `n`) of the per-example gradients `∇ℓᵢ(x)` about it, these in chunks of `chunk_size`
+        examples (`vmap(grad)`, memory `O(chunk_size · d)`). Returned together so that a
+        caller needing both computes the gradient once."""
         n = problem.n_examples
         chunk = min(self.chunk_size, n)
         n_chunks = -(-n // chunk)
         idx = jnp.arange(n_chunks * chunk).reshape(n_chunks, chunk)
+        grad = problem.grad(x)
 
         def example_grad(row):
             return jax.grad(lambda p: problem.train_losses(p, row[None])[0])(x)
 
-        def add_chunk(moments, rows):
-            count, mean, squares = moments
-            valid = (rows < n)[:, None]
+        def add_chunk(total, rows):
+            valid = rows < n
             g = jax.vmap(example_grad)(jnp.minimum(rows, n - 1))
-            k = jnp.sum(valid).astype(x.dtype)
-            chunk_mean = jnp.sum(jnp.where(valid, g, 0.0), axis=0) / k
-            chunk_squares = jnp.sum(jnp.where(valid, (g - chunk_mean) ** 2, 0.0), axis=0)
-            total = count + k
-            delta = chunk_mean - mean
-            mean = mean + delta * (k / total)
-            squares = squares + chunk_squares + delta**2 * (count * k / total)
-            return (total, mean, squares), None
+            return total + jnp.sum(jnp.where(valid[:, None], (g - grad) ** 2, 0.0), axis=0), None
 
-        zero = jnp.zeros_like(x)
-        (_, mean, squares), _ = jax.lax.scan(add_chunk, (jnp.zeros((), x.dtype), zero, zero), idx)
-        return mean, squares / n
+        total, _ = jax.lax.scan(add_chunk, jnp.zeros_like(x), idx)
+        return grad, total / n
 
     def _sign_gaussian(self, variance) -> GaussianNoise:
         # A floor on the std keeps erf(0/0) away where every example agrees exactly.
@@ -203,7 +194,7 @@ class MinibatchNoise(AbstractNoise):
 
     def sign_moments_at(self, problem, x) -> tuple[Array, lx.AbstractLinearOperator]:
         """`(E[sign g], Cov(sign g)^{1/2})` at `x` from one set of gradients: `sign_samples`
-        minibatches, or one pass of per-example gradients (mean and variance)."""
+        minibatches, or the full-batch gradient and one pass of per-example gradients."""
         if self.sign_samples:
             signs = self._sampled_signs(problem, x)
             mean = jnp.mean(signs, axis=0)

@@ -103,7 +103,9 @@ class NetworkProblem(AbstractProblem):
     ) -> Float[Array, " n"]:
         """`ℓ(model_x(aᵢ), yᵢ)` for each example; with labels per position (text) the mean
         over the example's positions (nats per character for cross-entropy)."""
-        logits = jax.vmap(self.unflatten(x))(inputs)
+        return self._losses_of_logits(jax.vmap(self.unflatten(x))(inputs), labels)
+
+    def _losses_of_logits(self, logits: Array, labels: Array) -> Array:
         if self.loss_name == "cross_entropy":
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         else:
@@ -134,9 +136,11 @@ class NetworkProblem(AbstractProblem):
             inputs, labels = self.data.x_train, self.data.y_train
         else:
             inputs, labels = self.data.x_test, self.data.y_test
+        # One forward pass for both (evaluate maps this over saves in a loop, where XLA does
+        # not merge two passes).
         logits = jax.vmap(self.unflatten(x))(inputs)
         accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
-        return jnp.mean(self.example_losses(x, inputs, labels)), accuracy
+        return jnp.mean(self._losses_of_logits(logits, labels)), accuracy
 
     def per_example_variance(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """Deprecated: `MinibatchNoise(...).per_example_variance(problem, x)`."""

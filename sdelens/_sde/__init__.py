@@ -15,6 +15,7 @@ from ._entropy import (
     EntropySGDSDE as EntropySGDSDE,
     FiniteChainEntropySGDSDE as FiniteChainEntropySGDSDE,
 )
+from ._euler import EulerIncrementTerm as EulerIncrementTerm
 from ._for import SDES as SDES, sde_for as sde_for, sde_forms as sde_forms
 from ._lion import LionSDE as LionSDE
 from ._moments import MomentsSDE as MomentsSDE

@@ -12,14 +12,17 @@ is kept), and Adam's bias-correction factors are the discrete ones, `ιᵢ = 1 -
 with no singularity: at `t = 0`, `V = 0` but `V⁺ = (1-β₂) E g² > 0`.
 """
 
+import abc
 from typing import ClassVar, final
 
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._noise import MinibatchNoise
 from .._optimizers import Adam, AdamState, RMSprop, RMSpropState
 from .._problems import AbstractProblem
 from ._base import AbstractOwnStateSDE, embed_noise
+from ._euler import combine_increment
 
 __all__ = ["RMSpropSDE", "RMSpropMalladiSDE", "AdamSDE", "AdamMalladiSDE"]
 
@@ -34,9 +37,28 @@ class AbstractAdaptiveSDE(AbstractOwnStateSDE):
         self.problem.noise.require_finite_variance(type(self.optimizer).__name__)
 
     def _grad_and_target(self, x):
-        grad = self.problem.grad(x)
-        variance = self.problem.noise.variance_at(self.problem, x)
+        noise = self.problem.noise
+        if isinstance(noise, MinibatchNoise):  # both from one pass of per-example gradients
+            grad, variance = noise.grad_and_variance(self.problem, x)
+        else:
+            grad, variance = self.problem.grad(x), noise.variance_at(self.problem, x)
         return grad, grad**2 + variance if self.includes_grad_squared else variance
+
+    @abc.abstractmethod
+    def _coefficients(self, t, y) -> tuple:
+        """`(drift, diffusion)` at `(t, y)`, sharing the gradient (under jit the half not
+        asked for is dropped)."""
+
+    def _increment(self, t, y, args, dt, dw):
+        """`b dt + G dW` with the gradient and `V`'s target computed once for both
+        (`_euler.EulerIncrementTerm`; drift and diffusion each need them)."""
+        return combine_increment(*self._coefficients(t, y), dt, dw)
+
+    def drift(self, t, y, args):
+        return self._coefficients(t, y)[0]
+
+    def diffusion(self, t, y, args):
+        return self._coefficients(t, y)[1]
 
 
 class AbstractRMSpropSDE(AbstractAdaptiveSDE):
@@ -57,21 +79,14 @@ class AbstractRMSpropSDE(AbstractAdaptiveSDE):
     def rest_state(self, x):
         return RMSpropState(x, self._grad_and_target(x)[1])
 
-    def _preconditioner(self, y: RMSpropState):
+    def _coefficients(self, t, y: RMSpropState):
         grad, target = self._grad_and_target(y.x)
         v_ahead = y.v + (1.0 - self.optimizer.beta) * (target - y.v)
-        return grad, target, jnp.sqrt(jnp.clip(v_ahead, 0.0)) + self.optimizer.eps
-
-    def drift(self, t, y, args):
-        grad, target, p = self._preconditioner(y)
+        p = jnp.sqrt(jnp.clip(v_ahead, 0.0)) + self.optimizer.eps
         rho = (1.0 - self.optimizer.beta) / self.lr
         dx = -grad / p - self.optimizer.weight_decay * y.x
-        return RMSpropState(dx, rho * (target - y.v))
-
-    def diffusion(self, t, y, args):
-        _, _, p = self._preconditioner(y)
         root = self.problem.noise.cov_sqrt_at(self.problem, y.x)
-        return embed_noise(root, y, x=jnp.sqrt(self.lr) / p)
+        return RMSpropState(dx, rho * (target - y.v)), embed_noise(root, y, x=jnp.sqrt(self.lr) / p)
 
 
 @final
@@ -132,20 +147,17 @@ class AbstractAdamSDE(AbstractAdaptiveSDE):
         p = jnp.sqrt(jnp.clip(v_ahead, 0.0)) + opt.eps * jnp.sqrt(iota2)
         return grad, target, jnp.sqrt(iota2) / (iota1 * p)
 
-    def drift(self, t, y, args):
+    def _coefficients(self, t, y: AdamState):
         opt = self.optimizer
         grad, target, factor = self._step_factor(t, y)
         m_ahead = y.m + (1.0 - opt.beta1) * (grad - y.m)
         rho1, rho2 = (1.0 - opt.beta1) / self.lr, (1.0 - opt.beta2) / self.lr
         dx = -factor * m_ahead - opt.weight_decay * y.x
-        return AdamState(dx, rho1 * (grad - y.m), rho2 * (target - y.v))
-
-    def diffusion(self, t, y, args):
-        _, _, factor = self._step_factor(t, y)
-        m_kick = jnp.sqrt(self.lr) * (1.0 - self.optimizer.beta1) / self.lr
+        drift = AdamState(dx, rho1 * (grad - y.m), rho2 * (target - y.v))
+        m_kick = jnp.sqrt(self.lr) * (1.0 - opt.beta1) / self.lr
         root = self.problem.noise.cov_sqrt_at(self.problem, y.x)
         # m_{k+1} already holds step k's noise, so x moves with it in the same step.
-        return embed_noise(root, y, x=-factor * self.lr * m_kick, m=m_kick)
+        return drift, embed_noise(root, y, x=-factor * self.lr * m_kick, m=m_kick)
 
 
 @final

@@ -6,9 +6,11 @@ from typing import ClassVar, final
 
 import jax.numpy as jnp
 
+from .._noise import AbstractAdditiveNoise, MinibatchNoise
 from .._optimizers import SGD, ParamState, SignSGD
 from .._problems import AbstractProblem
 from ._base import AbstractOwnStateSDE, embed_noise
+from ._euler import combine_increment
 
 __all__ = ["SGDSDE", "SignSGDSDE"]
 
@@ -61,6 +63,17 @@ class SGDSDE(AbstractOwnStateSDE):
         root = self.problem.noise.cov_sqrt_at(self.problem, y.x)
         return embed_noise(root, y, x=jnp.sqrt(self.lr) * self._gain)
 
+    def _increment(self, t, y, args, dt, dw):
+        """`b dt + G dW` in one evaluation (`_euler.EulerIncrementTerm`). Under exact
+        minibatch noise `-γ ∇f dt + √η γ Σ^{1/2} dW` is one vector-Jacobian product
+        (`MinibatchNoise.grad_and_noise`): one backward pass per step instead of two."""
+        noise = self.problem.noise
+        if isinstance(noise, MinibatchNoise) and noise.covariance == "exact":
+            gain = self._gain
+            dx = noise.grad_and_noise(self.problem, y.x, -gain * dt, jnp.sqrt(self.lr) * gain, dw)
+            return ParamState(dx)
+        return combine_increment(self.drift(t, y, args), self.diffusion(t, y, args), dt, dw)
+
 
 @final
 class SignSGDSDE(AbstractOwnStateSDE):
@@ -90,3 +103,20 @@ class SignSGDSDE(AbstractOwnStateSDE):
     def diffusion(self, t, y, args):
         root = self.problem.noise.sign_cov_sqrt_at(self.problem, y.x)
         return embed_noise(root, y, x=jnp.sqrt(self.lr))
+
+    def _increment(self, t, y, args, dt, dw):
+        """`b dt + G dW` with both moments of `sign g` from one gradient (and, under minibatch
+        noise, one pass of per-example gradients) (`_euler.EulerIncrementTerm`)."""
+        noise, x = self.problem.noise, y.x
+        if isinstance(noise, AbstractAdditiveNoise):
+            grad = self.problem.grad(x)
+            mean, root = noise.sign_mean(grad), noise.sign_cov_sqrt(grad)
+        elif isinstance(noise, MinibatchNoise):
+            mean, root = noise.sign_moments_at(self.problem, x)
+        else:
+            mean, root = (
+                noise.sign_mean_at(self.problem, x),
+                noise.sign_cov_sqrt_at(self.problem, x),
+            )
+        drift = ParamState(-mean)
+        return combine_increment(drift, embed_noise(root, y, x=jnp.sqrt(self.lr)), dt, dw)

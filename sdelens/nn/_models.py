@@ -18,6 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import _check
+from ._conv import avg_pool, conv
 from ._recurrent import CNN1D, RecurrentClassifier, RecurrentLM, _sequence_model
 
 __all__ = ["MLP", "LeNet", "ResNet", "Transformer", "make_model", "count_params", "MODELS"]
@@ -104,10 +105,13 @@ class LeNet(eqx.Module):
         self.image_size = image_size
 
     def __call__(self, x: Float[Array, "..."]) -> Float[Array, " k"]:
-        x = _as_image(x, self.in_channels, self.image_size)
-        x = self.pool(jax.nn.relu(self.conv1(x)))
-        x = self.pool(jax.nn.relu(self.conv2(x)))
-        return self.fc2(jax.nn.relu(self.fc1(jnp.ravel(x))))
+        # Channels last, the layers as matrix products, so that an ensemble of paths (vmap
+        # over parameters) batches into matmuls, not grouped convolutions (nn/_conv.py).
+        x = jnp.moveaxis(_as_image(x, self.in_channels, self.image_size), 0, -1)
+        x = avg_pool(jax.nn.relu(conv(self.conv1, x)), self.pool.kernel_size[0])
+        x = avg_pool(jax.nn.relu(conv(self.conv2, x)), self.pool.kernel_size[0])
+        x = jnp.ravel(jnp.moveaxis(x, -1, 0))  # fc1 reads channels first
+        return self.fc2(jax.nn.relu(self.fc1(x)))
 
 
 class _ResidualBlock(eqx.Module):
@@ -119,8 +123,9 @@ class _ResidualBlock(eqx.Module):
         self.conv1 = eqx.nn.Conv2d(width, width, 3, padding=1, key=k1)
         self.conv2 = eqx.nn.Conv2d(width, width, 3, padding=1, key=k2)
 
-    def __call__(self, x: Float[Array, "c s s"]) -> Float[Array, "c s s"]:
-        return jax.nn.relu(x + self.conv2(jax.nn.relu(self.conv1(x))))
+    def __call__(self, x: Float[Array, "s s c"]) -> Float[Array, "s s c"]:
+        """Channels last (nn/_conv.py)."""
+        return jax.nn.relu(x + conv(self.conv2, jax.nn.relu(conv(self.conv1, x))))
 
 
 @final
@@ -174,10 +179,11 @@ class ResNet(eqx.Module):
                 f"input has shape {x.shape}: ({self.in_channels}, H, W) images are required "
                 "(or build the ResNet with image_size to accept flat inputs)."
             )
-        x = jax.nn.relu(self.stem(x))
+        # Channels last, the layers as matrix products (see LeNet; nn/_conv.py).
+        x = jax.nn.relu(conv(self.stem, jnp.moveaxis(x, 0, -1)))
         for block in self.blocks:
             x = block(x)
-        return self.head(jnp.mean(x, axis=(1, 2)))
+        return self.head(jnp.mean(x, axis=(0, 1)))
 
 
 class _TransformerBlock(eqx.Module):

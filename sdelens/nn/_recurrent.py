@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import _check
+from ._conv import conv
 
 __all__ = ["RecurrentLM", "RecurrentClassifier", "CNN1D", "CELLS"]
 
@@ -34,16 +35,41 @@ def _make_cell(
 def _scan(cell: eqx.nn.LSTMCell | eqx.nn.GRUCell, xs: Float[Array, "t d"]) -> Float[Array, "t h"]:
     """The hidden state after each step of `cell` run over `xs` from a zero state (for the
     LSTM, its `h`, not the cell memory `c`): one `lax.scan`, so row `i` depends on `xs[: i + 1]`
-    only."""
+    only.
+
+    The cell's own equations (`eqx.nn.LSTMCell`, `eqx.nn.GRUCell`: same parameters, same
+    function up to float rounding) with the products written `x Wᵀ` (row vector times the
+    transposed weights) instead of the cell's `W x`: under `vmap` over examples and paths
+    that keeps the examples on the major axis of the gates, where `W x` put them on the minor
+    axis and XLA transposed the gates at every step.
+    """
     dtype = jnp.result_type(xs.dtype, cell.weight_hh.dtype)
     zero = jnp.zeros(cell.hidden_size, dtype)
-    lstm = isinstance(cell, eqx.nn.LSTMCell)
+    w_in, w_rec = cell.weight_ih.T, cell.weight_hh.T
+    if isinstance(cell, eqx.nn.LSTMCell):
+        bias = 0.0 if cell.bias is None else cell.bias
 
-    def step(state, x):
-        state = cell(x, state)
-        return state, (state[0] if lstm else state)
+        def lstm_step(state, x):
+            h, c = state
+            i, f, g, o = jnp.split(x @ w_in + h @ w_rec + bias, 4)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
 
-    _, hs = jax.lax.scan(step, (zero, zero) if lstm else zero, xs)
+        _, hs = jax.lax.scan(lstm_step, (zero, zero), xs)
+        return hs
+    bias, bias_n = (0.0, 0.0) if cell.bias is None else (cell.bias, cell.bias_n)
+
+    def gru_step(h, x):
+        igates = jnp.split(x @ w_in + bias, 3)
+        hgates = jnp.split(h @ w_rec, 3)
+        reset = jax.nn.sigmoid(igates[0] + hgates[0])
+        update = jax.nn.sigmoid(igates[1] + hgates[1])
+        new = jnp.tanh(igates[2] + reset * (hgates[2] + bias_n))
+        h = new + update * (h - new)
+        return h, h
+
+    _, hs = jax.lax.scan(gru_step, zero, xs)
     return hs
 
 
@@ -109,7 +135,9 @@ class RecurrentLM(eqx.Module):
                     "(the vocab_size) are required."
                 )
         hs = _scan(self.cell, jax.vmap(self.embedding)(tokens))
-        return jax.vmap(self.readout)(hs)
+        # The readout of every position as `hs Wᵀ + b` (the layer's function), which keeps
+        # examples and positions on the major axes under vmap (see _scan).
+        return hs @ self.readout.weight.T + self.readout.bias
 
 
 @final
@@ -218,12 +246,13 @@ class CNN1D(eqx.Module):
                 f"input has shape {x.shape}: one signal ({self.length},) or (1, {self.length}) "
                 "is required (vmap the model over a batch)."
             )
-        x = jnp.reshape(x, (1, self.length))
-        if not jnp.issubdtype(x.dtype, jnp.inexact):  # lax.conv needs matching dtypes
+        # Channels last: the convolutions are matrix products (nn/_conv.py).
+        x = jnp.reshape(x, (self.length, 1))
+        if not jnp.issubdtype(x.dtype, jnp.inexact):
             x = x.astype(self.readout.weight.dtype)
-        for conv in self.convs:
-            x = jnp.tanh(conv(x))
-        return self.readout(jnp.mean(x, axis=1))
+        for layer in self.convs:
+            x = jnp.tanh(conv(layer, x))
+        return self.readout(jnp.mean(x, axis=0))
 
 
 def _sequence_model(
