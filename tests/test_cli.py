@@ -18,7 +18,16 @@ import sdelens as sl
 from sdelens.cli import app
 
 runner = CliRunner()
-COMMANDS = ["demo", "compare", "stationary", "scaling", "entropy", "stability"]
+COMMANDS = [
+    "demo",
+    "compare",
+    "stationary",
+    "scaling",
+    "entropy",
+    "stability",
+    "variational",
+    "inner-loops",
+]
 
 
 def invoke(*args):

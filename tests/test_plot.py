@@ -410,6 +410,12 @@ CLI_RUNS = {  # every command, with sizes just large enough to draw every kind o
     "scaling": ["scaling", "--steps", 400, "--paths", 50, "--saves", 50],
     "entropy": ["entropy", "--problem", "mlp-breast-cancer", "--train-size", 64, "--budget", 20]
     + ["--runs", 2, "--saves", 2, "--sweep", "gamma=0.01,0.1;inner_steps=2,3"],
+    "stability": ["stability", "--lrs", "1,3", "--gammas", "1", "--inner-lrs", "0.02"]
+    + ["--steps", 100],
+    "variational": ["variational", "--temperatures", "0.05,0.35", "--gammas", "1"]
+    + ["--steps", 300, "--train-size", 32],
+    "inner-loops": ["inner-loops", "--budget", 100, "--runs", 2, "--saves", 2, "--steps", 10]
+    + ["--paths", 50, "--inner-steps-grid", "2,5", "--variants", "restart,warm"],
 }
 
 
