@@ -198,6 +198,8 @@ def _draws(problem, coupling: Coupling | None, x0, minor: bool):
     the map from their standardised sum to the noise's normals."""
     noise_shape = problem.noise.normals_shape(problem, x0)
     if coupling is None:
+        if problem.noise.keyed_unless_coupled:
+            return None, 1, minor, _identity
         return noise_shape, 1, minor, _identity
     shape = coupling.sde.brownian_shape(x0)
 
@@ -230,7 +232,8 @@ def optimize_paths(
     standardised increment over the step, the sum of its `substeps` draws over
     `[t_k, t_{k+1}]` divided by `√substeps`, mapped by `sde.gradient_normals`: with the same key,
     path `r` of the SDE and run `r` of the optimizer see the same numbers. Noise without a map
-    from normals (`SampledNoise`) is drawn from `fold_in(key_r, k)`.
+    from normals (`SampledNoise`), and uncoupled noise whose map from normals is costly
+    (`keyed_unless_coupled`: Student-t), is drawn from `fold_in(key_r, k)`.
     Optimizers that evaluate more gradients get `grad_fn(y, key)` (fresh draws:
     `problem.stochastic_grad`), `key = fold_in(fold_in(key_r, k), 1)` (Entropy-SGD's inner
     chain) and `step_grad_fn(y)`, the gradient at `y` under this step's draw (SAM's second
@@ -290,6 +293,7 @@ def optimize_paths(
 
     if paths_minor:
         one_step = jax.vmap(update, in_axes=(-1, -1, 0, None, -1), out_axes=-1)
+
         def draw(k):
             if by_path:
                 return normals(words.T, k)

@@ -10,7 +10,7 @@ and the point, because some noise depends on both (the minibatch noise of a netw
 from __future__ import annotations
 
 import abc
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -38,6 +38,12 @@ class ProblemLike(Protocol):
 class AbstractNoise(eqx.Module):
     """Gradient noise: how the optimizer's stochastic gradient is drawn at a point and the
     moments of it that the SDEs need there."""
+
+    keyed_unless_coupled: ClassVar[bool] = False
+    """Whether an optimizer run that is not coupled draws this noise from its key
+    (`stochastic_grad`, the same law) instead of from normals: for noise whose map from
+    normals costs far more than a direct draw (Student-t's quantile, a few incomplete-beta
+    Newton steps per number), which only coupled runs need."""
 
     @property
     @abc.abstractmethod

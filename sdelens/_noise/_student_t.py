@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import final
+from typing import ClassVar, final
 
 import equinox as eqx
 import jax
@@ -90,6 +90,8 @@ class StudentTNoise(AbstractAdditiveNoise):
     `z = ∂ᵢf/sᵢ` (regularised incomplete beta `I`, since `jax.scipy.stats.t` has no CDF).
     For `ν > 2`, `Var Zᵢ = sᵢ² ν/(ν-2)`.
     """
+
+    keyed_unless_coupled: ClassVar[bool] = True  # the quantile map: ~Newton steps per draw
 
     df: Float[Array, ""] = eqx.field(converter=_check.array("df"))
     scale: Float[Array, "..."] = eqx.field(converter=_check.array("scale"))
