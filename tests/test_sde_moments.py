@@ -325,3 +325,22 @@ def test_bad_input():
         sl.MomentsSDE(sl.SAM(lr=0.1, rho=0.1), GAUSS, nodes=7)
     with pytest.raises(ValueError, match="rule='simpson' is invalid"):
         sl.MomentsSDE(sl.SGD(lr=0.1), GAUSS, rule="simpson")
+
+
+@pytest.mark.parametrize("rule", ["quadrature", "monte_carlo"])
+def test_fused_euler_increment_is_drift_dt_plus_diffusion_dw(rule):
+    """The Euler step's one-call increment (moments computed once) is `b dt + G dW`."""
+    from sdelens._sde._euler import combine_increment, euler_increment
+
+    prob = sl.Quadratic(h=jnp.array([1.0, 2.0, 4.0]), noise=sl.GaussianNoise(0.5))
+    sde = sl.MomentsSDE(sl.Adam(0.01, beta2=0.99), prob, rule=rule)
+    y = sde.initial_state(jnp.array([1.0, -0.5, 0.3]))
+    dw = jax.random.normal(jax.random.key(0), sde.brownian_shape(y.x))
+    t, dt = 0.03, 0.01
+    fused = jax.jit(lambda y: euler_increment(sde, t, y, None, dt, dw))(y)
+    split = jax.jit(
+        lambda y: combine_increment(sde.drift(t, y, None), sde.diffusion(t, y, None), dt, dw)
+    )(y)
+    assert float(jnp.max(jnp.abs(split.x))) > 1e-4
+    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(split), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -30,6 +30,7 @@ from .._optimizers._optax import (
 )
 from .._problems import AbstractProblem
 from ._base import AbstractOptimizerSDE
+from ._euler import combine_increment
 
 __all__ = ["MomentsSDE", "MOMENT_RULES", "DEFAULT_NODES", "quantile_table"]
 
@@ -456,6 +457,16 @@ class MomentsSDE(AbstractOptimizerSDE):
             deltas, weights = self.increments(t, y)
             mean = jnp.stack([jnp.sum(weights[:, None] * a, axis=0) for a in deltas])
         return type(y)(*(mean / self.lr))
+
+    def _increment(self, t, y, args, dt, dw):
+        """`b dt + G dW` with the quadrature's moments computed once
+        (`_euler.EulerIncrementTerm`): drift and diffusion each need the increments at every
+        node, which XLA does not share between two calls inside the solver's loop."""
+        if self.rule != "quadrature":
+            return combine_increment(self.drift(t, y, args), self.diffusion(t, y, args), dt, dw)
+        mean, cov = self._moments(t, y)
+        root = _PerCoordinateRoot(_small_cholesky(cov / self.lr), type(y))
+        return combine_increment(type(y)(*(mean / self.lr)), root, dt, dw)
 
     def diffusion(self, t, y, args):
         if self.rule == "quadrature":
