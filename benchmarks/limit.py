@@ -14,6 +14,9 @@ draw:
   the draws `simulate` makes at this size (one path by one, two 24-bit normals per hash);
 - `sdelens draws, fast inverse`: the same hashes through `sdelens._brownian.fast_inverse_normal`
   (if present) instead of XLA's `erf_inv`;
+- `sdelens hashes, no inverse (bound)`: the same hashes' uniforms used without an inverse
+  normal, the cost of a free inverse: a bound on what any faster inverse than `erf_inv` could
+  save (not normals, so never the limit);
 - `jax.random.normal`: `ξ = normal(fold_in(key, k), (paths, d))`, what one would write;
 - `no draw (memory floor)`: the update with a fixed `ξ`, the cost of reading and writing the
   state alone.
@@ -127,6 +130,9 @@ def variants(d: int, paths: int, n_steps: int):
     if hasattr(_brownian, "fast_inverse_normal"):
         fast = _scan(hashed(_brownian.fast_inverse_normal), x0, n_steps)
         out["sdelens draws, fast inverse"] = (fast, True)
+    # The hashes' uniforms used as they are: what a free inverse-normal would cost (a bound on
+    # any faster inverse; not normals, so never the limit).
+    out["sdelens hashes, no inverse (bound)"] = (_scan(hashed(lambda u: u), x0, n_steps), False)
     out["jax.random.normal"] = (_scan(jax_random, x0, n_steps), True)
     out["no draw (memory floor)"] = (_scan(floor, x0, n_steps), False)
     return out, x0

@@ -133,3 +133,20 @@ def test_baseline_sde_integrates_the_sde_of_solve_paths(name):
     assert abs(a.mean() - b.mean()) < 4 * se
     var, core_var = np.var(states.x[:, -1], axis=0), np.var(core_states.x[:, -1], axis=0)
     np.testing.assert_array_less(np.abs(var / core_var - 1), 4 * np.sqrt(4 / n))
+
+
+def test_limit_sizes_the_paths_to_an_accelerators_memory(monkeypatch):
+    """On a GPU/TPU the limit benchmark takes as many paths as a quarter of the device memory
+    holds in float32 state, clipped to [10⁶, 10⁷]; on a CPU (no memory limit) the default."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_limit", ROOT / "benchmarks" / "limit.py")
+    limit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(limit)
+    gpu = {"backend": "gpu", "device": "H100", "devices": 1, "memory_bytes": 80 * 10**9}
+    assert limit.sized_paths(1000, gpu, 1000) == 80 * 10**9 // (16 * 1000)  # 5·10⁶
+    assert limit.sized_paths(10, gpu, 1000) == 10**7
+    assert limit.sized_paths(10**5, gpu, 1000) == 10**6
+    assert limit.sized_paths(1000, {**gpu, "memory_bytes": None}, 1000) == 1000
+    info = limit.device_info()
+    assert info["backend"] == jax.default_backend() and info["devices"] == jax.device_count()
+    assert limit.sized_paths(1000, info, 123) == 123  # this CPU
