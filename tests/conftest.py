@@ -25,9 +25,10 @@ if "xla_backend_optimization_level" not in _flags:
 def _free_compiled_programs():
     """Drop JAX's compiled programs after each test module. XLA maps the machine code of every
     program into memory regions of its own: a pytest worker that kept every module's programs
-    grew by ~60 mappings a second, and late in the suite (75-90%) one reached the kernel's limit
-    (`vm.max_map_count`, 65530), where a compilation's mmap fails and the worker dies of a
-    segfault inside XLA's compiler (CI and two fresh clones, in test_readme's CLI commands).
+    grew by ~60 mappings a second (8700 after 130 s), a rate that reaches the kernel's limit
+    (`vm.max_map_count`, 65530) late in the suite, where a compilation's mmap fails. That is the
+    likely cause of the workers that died of a segfault inside XLA's compiler at 75-90% of the
+    suite (CI and fresh clones, in test_readme's CLI commands; never with those tests alone).
     With this, a worker's mappings fall back to ~1200 after each module, at no cost in time."""
     yield
     jax.clear_caches()
