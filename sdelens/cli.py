@@ -104,11 +104,20 @@ OPTIONS = {  # name: (type, default, help)
     "df": (float, 3.0, "Student-t degrees of freedom (> 0; <= 2: infinite variance)."),
     "batch_size": (int, 32, "Minibatch size of --noise minibatch."),
     "covariance": (str, "exact", "Minibatch noise in the SDE: exact or diagonal."),
-    "train_size": (int, 0, "Use only this many training examples (0: all)."),
+    "train_size": (
+        int,
+        None,
+        "Use only this many training examples (0: all; compare's default: all, but a subset "
+        "for the costliest networks, see its --help).",
+    ),
     "weight_decays": (str, "", "Comma-separated weight decays to sweep for rmspropw/adamw."),
     "x0": (float, 1.0, "Start point, every coordinate (unless the problem has x0: networks)."),
     "steps": (int, None, "Optimizer steps (compare: quadratic 2000, networks 200)."),
-    "paths": (int, None, "Paths (runs) per ensemble (compare: quadratic 1000, networks 16)."),
+    "paths": (
+        int,
+        None,
+        "Paths (runs) per ensemble (compare: quadratic 1000, networks 16 or 8, see --help).",
+    ),
     "save_every": (int, 10, "Save every n steps (must divide --steps)."),
     "saves": (int, 200, "Saves per run (scaling: must divide steps and steps/kappa)."),
     "solver": (str, "euler", "SDE solver: euler, milstein or heun."),
@@ -389,9 +398,25 @@ def demo(o) -> None:
     _table(rows, COMPARE)
 
 
+# A compare at the defaults takes 200 steps x 16 paths x 2 (optimizer and SDE) full-batch
+# gradients: on the whole training set the costliest networks took 1-7 minutes on 2 CPU cores.
+# Their quick look trains on a subset and/or with fewer paths (benchmarks/README.md times it).
+QUICK_LOOK = {  # problem: (training examples, None: all; paths)
+    "resnet-digits": (128, 8),
+    "transformer-digits": (256, 16),
+    "cnn-digits": (512, 16),
+    "gru-mnist1d": (128, 8),
+    "cnn-mnist1d": (1000, 16),
+    "mlp-mnist1d": (1000, 16),
+    "lstm-text": (48, 8),
+    "gru-text": (48, 8),
+    "lstm-synthetic": (48, 8),
+}
+
+
 @command(
-    "optimizer form nodes problem data text scale batch_size covariance x0 steps paths",
-    "save_every",
+    "optimizer form nodes problem data text scale batch_size covariance train_size x0 steps",
+    "paths save_every",
     "solver keep",
     "chunk_size coupled substeps",
     HYPER,
@@ -401,7 +426,13 @@ def demo(o) -> None:
 )
 def compare(o) -> None:
     """One optimizer vs its SDE on a quadratic or a network: mean loss over time, stationary law
-    (quadratic) or test accuracy (networks), weak error."""
+    (quadratic) or test accuracy (networks), weak error.
+
+    Networks default to a quick look: 200 steps of 16 paths on the whole training set, but
+    for the costliest ones a subset and/or fewer paths (resnet-digits 128 examples and 8 paths,
+    transformer-digits 256, cnn-digits 512, gru-mnist1d 128 and 8 paths, cnn-mnist1d and
+    mlp-mnist1d 1000, the character language models 48 windows and 8 paths; not your `--data`
+    or `--text`): `--train-size 0 --paths 16` is the full look."""
     config = _start(o, "compare")
     import diffrax
 
@@ -412,10 +443,23 @@ def compare(o) -> None:
         raise ValueError(f"solver={o.solver!r} is invalid: choose one of {', '.join(solvers)}.")
     opt = sl.optimizer_by_name(o.optimizer, **vars(o))
     options = _pick(o, "noise scale dim cond df batch_size covariance data text")
-    prob = sl.problem_by_name(o.problem, **options, key=_key(o))
+    quick_size, quick_paths = QUICK_LOOK.get(o.problem, (None, 16))
+    if o.train_size is None:  # the quick look's subset of a ready-made dataset, not of yours
+        train_size = None if o.data is not None or o.text is not None else quick_size
+    else:
+        train_size = o.train_size or None
+    prob = sl.problem_by_name(o.problem, **options, train_size=train_size, key=_key(o))
     network = isinstance(prob, sl.NetworkProblem)
     _record_data(config, prob)
-    steps, paths = (200, 16) if network else (2000, 1000)  # what a quick look needs
+    steps, paths = (200, quick_paths) if network else (2000, 1000)  # what a quick look needs
+    paths = paths if o.paths is None else o.paths
+    if network:
+        config["train_size"] = prob.data.n_train
+        if (o.train_size is None and train_size is not None) or (o.paths is None and paths < 16):
+            _say(
+                f"{o.problem}: the quick look, {prob.data.n_train} training examples and "
+                f"{paths} paths (--train-size 0 --paths 16: the full look)."
+            )
     sde = sl.sde_for(opt, prob, form=o.form, nodes=o.nodes or None)  # bad pairs fail here
     _say(f"{opt.name}: optimizer and SDE ({sde.form} form) ...")
     both = sl.optimizer_vs_sde(
@@ -423,7 +467,7 @@ def compare(o) -> None:
         prob,
         _start_point(o, prob),
         n_steps=steps if o.steps is None else o.steps,
-        n_paths=paths if o.paths is None else o.paths,
+        n_paths=paths,
         key=_key(o),
         solver=solvers[o.solver](),
         chunk_size=o.chunk_size or None,

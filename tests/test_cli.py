@@ -467,6 +467,24 @@ def test_compare_on_your_text(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_compare_trains_the_costliest_networks_on_a_subset_by_default(tmp_path):
+    """At the defaults `compare` trains mlp-mnist1d on 1000 of its 4000 examples, says so and
+    records it; `--train-size 0` takes them all, a bad size is refused before computing."""
+    out = tmp_path / "quick"
+    args = ["compare", "--problem", "mlp-mnist1d", "--steps", 4, "--save-every", 2]
+    result = invoke(*args, "--paths", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "mlp-mnist1d: the quick look, 1000 training examples and 2 paths" in result.output
+    assert json.loads((out / "summary.json").read_text())["config"]["train_size"] == 1000
+    result = invoke(*args, "--paths", 2, "--train-size", 0, "--out", tmp_path / "all")
+    assert result.exit_code == 0 and "the quick look" not in result.output, result.output
+    config = json.loads((tmp_path / "all" / "summary.json").read_text())["config"]
+    assert config["train_size"] == 4000
+    bad = invoke(*args, "--train-size", -1, "--out", tmp_path / "bad")
+    assert bad.exit_code == 2 and "--train-size=-1" in bad.output, bad.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_compare_on_your_data(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.arange(60) % 2
