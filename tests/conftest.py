@@ -1,9 +1,24 @@
 import gc
 import os
+import shutil
+import tempfile
 
-import jax
-import matplotlib
-import pytest
+# One on-disk cache of compiled XLA programs for the whole run, shared by the pytest workers, the
+# notebook kernels and the subprocesses (they inherit the environment; set before JAX is imported,
+# which reads it then). Many tests compile the same programs (test_cli, test_plot and the README
+# run the same commands), and every module recompiles after `_free_compiled_programs`: with the
+# cache they load them instead (test_cli + test_plot 207 -> 177 s). It starts empty, as on CI,
+# and is deleted at the end; a run that sets JAX_COMPILATION_CACHE_DIR itself keeps its own.
+_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="sdelens-tests-jax-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402
+import matplotlib  # noqa: E402
+import pytest  # noqa: E402
 
 matplotlib.use("Agg")  # figures are drawn off-screen; shared test helpers live in helpers.py
 
@@ -33,3 +48,8 @@ def _free_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+def pytest_unconfigure(config):
+    if _CACHE is not None:
+        shutil.rmtree(_CACHE, ignore_errors=True)
