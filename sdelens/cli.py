@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import typer
@@ -235,6 +236,11 @@ def _enable_compilation_cache() -> None:
 
         jax.config.update("jax_compilation_cache_dir", where)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        # JAX writes an entry in place: a command started while another writes the same entry
+        # reads it half-written, warns, and compiles the program itself. Nothing is lost.
+        warnings.filterwarnings(
+            "ignore", "Error reading persistent compilation cache entry", UserWarning
+        )
 
 
 def _say(msg: str) -> None:

@@ -565,3 +565,40 @@ def test_compare_warns_when_entropy_sgd_is_outside_its_models_domain(tmp_path):
     assert "finite_chain form" in result.output
     metrics = json.loads((tmp_path / "chain" / "summary.json").read_text())["metrics"]
     assert "model_validity" not in metrics
+
+
+CACHE_RACE = textwrap.dedent(
+    """
+    import pathlib, sys, warnings
+    from sdelens.cli import _enable_compilation_cache
+    _enable_compilation_cache()
+    import jax
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    double = lambda x: 2.0 * x
+    assert float(jax.jit(double)(1.0)) == 2.0
+    entries = [p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_file()]
+    for entry in entries:  # what a command reads while another is still writing the entry
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    jax.clear_caches()
+    with warnings.catch_warnings(record=True) as seen:
+        assert float(jax.jit(double)(3.0)) == 6.0
+    print(len(entries), [str(w.message) for w in seen])
+    """
+)
+
+
+def test_compilation_cache_entry_read_half_written_is_recompiled_quietly(tmp_path):
+    """The CLI keeps compiled programs in `SDELENS_JAX_CACHE`; JAX writes an entry in place, so
+    a second command can read one half-written. It compiles instead, without a warning."""
+    env = {**os.environ, "SDELENS_JAX_CACHE": str(tmp_path)}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", CACHE_RACE, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    count, _, messages = result.stdout.strip().partition(" ")
+    assert int(count) >= 1 and messages == "[]", result.stdout
