@@ -173,3 +173,62 @@ def optimizer_normals(opt, key, n_runs, run, n_steps, d):
         step_normals(words, ts[k], ts[k + 1], (d,), jnp.float32, by_path=minor)
         for k in range(n_steps)
     ]
+
+
+def record_cli_figures(monkeypatch) -> dict:
+    """The figures a CLI command draws, by name, filled while the command runs in-process
+    (`sl.plot.figures` is wrapped; the command saves what it returns)."""
+    import sdelens as sl
+
+    drawn = {}
+    figures = sl.plot.figures
+
+    def keep(result):
+        drawn.update(figures(result))
+        return drawn
+
+    monkeypatch.setattr(sl.plot, "figures", keep)
+    return drawn
+
+
+def _texts(fig) -> list[str]:
+    titles = [ax.get_title() for ax in fig.axes]
+    return titles + ([fig._suptitle.get_text()] if fig._suptitle else [])
+
+
+def assert_cli_figures_labelled(drawn: dict, out: Path, name: str) -> None:
+    """Every figure the command saved into `out` was drawn (`record_cli_figures`), every axis is
+    named, every figure has a title, legend entries are named and distinct, and a figure
+    promises theory only where it draws it."""
+    assert {p.stem for p in out.glob("*.png")} == set(drawn), name
+    for figure_name, fig in drawn.items():
+        where = f"{name}: {figure_name}"
+        assert any(_texts(fig)), f"{where} has no title"
+        for ax in fig.axes:
+            if hasattr(ax, "_colorbar"):
+                assert ax.get_ylabel() or ax.get_xlabel(), f"{where}: colorbar unnamed"
+                continue
+            # a shared axis is named once, on one of the axes sharing it
+            xlabels = [a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax)]
+            ylabels = [a.get_ylabel() for a in ax.get_shared_y_axes().get_siblings(ax)]
+            assert any(xlabels) and any(ylabels), f"{where}: axis unnamed"
+            legend = ax.get_legend()
+            entries = [t.get_text() for t in legend.get_texts()] if legend else []
+            assert all(e and not e.startswith("_") for e in entries), f"{where}: {entries}"
+            assert len(entries) == len(set(entries)), f"{where}: repeated {entries}"
+            if any("theory" in e for e in entries):
+                drawn_theory = [line.get_label() for line in ax.get_lines()]
+                drawn_theory += [p.get_linestyle() for p in ax.patches]  # dashed theory ellipses
+                assert any("theory" in t or t == "--" for t in drawn_theory), where
+        if figure_name.endswith("stationary"):
+            entries = fig.axes[0].get_legend_handles_labels()[1]
+            named = {e.split(" (")[0] for e in entries}  # "SDE (Gaussian of its moments)"
+            assert {"optimizer", "SDE"} <= named, f"{where}: {entries}"
+            has_theory = "no closed-form theory" not in fig._suptitle.get_text()
+            assert ("theory" in entries) == has_theory, f"{where}: {entries}"
+        if figure_name.endswith("phases"):
+            ticks = fig.axes[1].get_yticks()
+            assert np.all(ticks == np.round(ticks)), f"{where}: fractional coordinate ticks"
+        if figure_name in ("noise_scaling", "weight_decay"):
+            shown = [t.get_text() for t in fig.axes[0].get_xticklabels(minor=True) if t.get_text()]
+            assert not shown, f"{where}: minor tick labels {shown} crowd the axis"

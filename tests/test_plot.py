@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from helpers import assert_cli_figures_labelled, record_cli_figures
 
 import sdelens as sl
 from sdelens import flatness, studies
@@ -399,80 +400,21 @@ def test_a_sweep_where_everything_diverged_is_drawn_and_says_so():
     plt.close(fig)
 
 
-CLI_RUNS = {  # every command, with sizes just large enough to draw every kind of figure
-    "demo": ["demo", "--paths", 50, "--steps", 200],
-    "compare": ["compare", "--optimizer", "sgd", "--steps", 200, "--paths", 50],
+# The README's command lines check the figures of every command (tests/test_readme.py); these
+# are the runs the README has none of, at sizes just large enough to draw every kind of figure.
+CLI_RUNS = {
     "stats": ["compare", "--optimizer", "adam", "--keep", "stats", "--steps", 200, "--paths", 50],
-    "network": ["compare", "--problem", "mlp-breast-cancer", "--steps", 20, "--paths", 4]
-    + ["--save-every", 5, "--optimizer", "sgd", "--lr", 0.01],
-    "stationary": ["stationary", "--optimizers", "sgd,adamw", "--weight-decays", "0.5,1"]
-    + ["--scales", "0.5,1", "--steps", 200, "--paths", 50],
-    "scaling": ["scaling", "--steps", 400, "--paths", 50, "--saves", 50],
-    "entropy": ["entropy", "--problem", "mlp-breast-cancer", "--train-size", 64, "--budget", 20]
-    + ["--runs", 2, "--saves", 2, "--sweep", "gamma=0.01,0.1;inner_steps=2,3"],
-    "stability": ["stability", "--lrs", "1,3", "--gammas", "1", "--inner-lrs", "0.02"]
-    + ["--steps", 100],
-    "variational": ["variational", "--temperatures", "0.05,0.35", "--gammas", "1"]
-    + ["--steps", 300, "--train-size", 32],
-    "inner-loops": ["inner-loops", "--budget", 100, "--runs", 2, "--saves", 2, "--steps", 10]
-    + ["--paths", 50, "--inner-steps-grid", "2,5", "--variants", "restart,warm"],
 }
 
 
-def _texts(fig) -> list[str]:
-    titles = [ax.get_title() for ax in fig.axes]
-    return titles + ([fig._suptitle.get_text()] if fig._suptitle else [])
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CLI_RUNS))
 def test_every_figure_the_cli_writes_is_labelled(name, tmp_path, monkeypatch):
-    """Every axis of every figure a command saves is named, every figure has a title, legend
-    entries are named and distinct, and a figure promises theory only where it draws it."""
     from typer.testing import CliRunner
 
     from sdelens.cli import app
 
-    drawn = {}
-    figures = sl.plot.figures
-
-    def keep(result):
-        drawn.update(figures(result))
-        return drawn
-
-    monkeypatch.setattr(sl.plot, "figures", keep)
+    drawn = record_cli_figures(monkeypatch)
     args = [str(a) for a in CLI_RUNS[name]] + ["--out", str(tmp_path / "out")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert {p.stem for p in (tmp_path / "out").glob("*.png")} == set(drawn)
-    for figure_name, fig in drawn.items():
-        where = f"{name}: {figure_name}"
-        assert any(_texts(fig)), f"{where} has no title"
-        for ax in fig.axes:
-            if hasattr(ax, "_colorbar"):
-                assert ax.get_ylabel() or ax.get_xlabel(), f"{where}: colorbar unnamed"
-                continue
-            # a shared axis is named once, on one of the axes sharing it
-            xlabels = [a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax)]
-            ylabels = [a.get_ylabel() for a in ax.get_shared_y_axes().get_siblings(ax)]
-            assert any(xlabels) and any(ylabels), f"{where}: axis unnamed"
-            legend = ax.get_legend()
-            entries = [t.get_text() for t in legend.get_texts()] if legend else []
-            assert all(e and not e.startswith("_") for e in entries), f"{where}: {entries}"
-            assert len(entries) == len(set(entries)), f"{where}: repeated {entries}"
-            if any("theory" in e for e in entries):
-                drawn_theory = [line.get_label() for line in ax.get_lines()]
-                drawn_theory += [p.get_linestyle() for p in ax.patches]  # dashed theory ellipses
-                assert any("theory" in t or t == "--" for t in drawn_theory), where
-        if figure_name.endswith("stationary"):
-            entries = _labels(fig)
-            named = {e.split(" (")[0] for e in entries}  # "SDE (Gaussian of its moments)"
-            assert {"optimizer", "SDE"} <= named, f"{where}: {entries}"
-            has_theory = "no closed-form theory" not in fig._suptitle.get_text()
-            assert ("theory" in entries) == has_theory, f"{where}: {entries}"
-        if figure_name.endswith("phases"):
-            ticks = fig.axes[1].get_yticks()
-            assert np.all(ticks == np.round(ticks)), f"{where}: fractional coordinate ticks"
-        if figure_name in ("noise_scaling", "weight_decay"):
-            shown = [t.get_text() for t in fig.axes[0].get_xticklabels(minor=True) if t.get_text()]
-            assert not shown, f"{where}: minor tick labels {shown} crowd the axis"
+    assert_cli_figures_labelled(drawn, tmp_path / "out", name)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
+from helpers import assert_cli_figures_labelled, record_cli_figures
 from typer.testing import CliRunner
 
 from sdelens.cli import app
@@ -41,21 +42,23 @@ def test_readme_has_examples():
 
 @pytest.mark.parametrize("line", COMMANDS)
 def test_readme_command_runs(line, tmp_path, monkeypatch):
-    """Exit 0, a results directory where the command writes one, and the verdict its comment
-    promises ("holds" / "fails")."""
+    """Exit 0, a results directory where the command writes one, the verdict its comment
+    promises ("holds" / "fails"), and labelled figures (`assert_cli_figures_labelled`)."""
     monkeypatch.chdir(tmp_path)
     if SETUP[line].strip():  # with this interpreter as `python`, as in the activated venv
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         setup = ["bash", "-euc", SETUP[line]]
         subprocess.run(setup, cwd=tmp_path, env={**os.environ, "PATH": path}, check=True)
     args = shlex.split(line, comments=True)[1:]
+    drawn = record_cli_figures(monkeypatch)
     result = CliRunner().invoke(app, args)
-    plt.close("all")
     assert result.exit_code == 0, (line, result.output)
     if "--help" in args:
         return
     out = Path(args[args.index("--out") + 1]) if "--out" in args else Path("results") / args[0]
     assert (out / "summary.json").is_file(), line
+    assert_cli_figures_labelled(drawn, out, line)
+    plt.close("all")
     comment = line.partition("#")[2]
     if "holds" in comment:
         assert " holds: " in result.output, result.output
