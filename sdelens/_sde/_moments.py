@@ -40,6 +40,9 @@ DEFAULT_NODES = {"quadrature": 16, "monte_carlo": 64}
 # Sub-offsets per quadrature cell: the offset of step k is one of them, drawn at random.
 OFFSETS = 64
 TAIL_SPLITS = 4  # geometric sub-cells of each tail cell
+# Quadrature nodes per iteration of the loop that accumulates the moments (`_moments`): 8 or
+# all of them ran no faster at d = 1000 and compiled slower (benchmarks/README.md).
+UNROLL = 4
 _MAX_STEP = 2**30  # the step counter at t = ∞ (bias corrections are then 1)
 
 
@@ -88,21 +91,27 @@ def _step(t, lr):
     return k.astype(jnp.int32)
 
 
+def _at_infinity(t) -> bool:
+    """Whether `t` is a concrete `∞` (rest points, `linearised_stationary`): the rules are then
+    fixed (the fine quadrature, Monte Carlo's draws of step 0)."""
+    return _check.is_concrete(t) and math.isinf(float(t))
+
+
 def _small_cholesky(cov):
-    """Lower-triangular `L` with `L Lᵀ = C` for a batch of small PSD matrices `C` of shape
-    `(n, n, d)` (one per coordinate), by the textbook recursion, pivots clipped at 0: a
-    singular block (x and m driven by the same noise, perfectly correlated) gets a zero column
-    instead of NaN."""
-    n = cov.shape[0]
-    low = [[jnp.zeros_like(cov[0, 0]) for _ in range(n)] for _ in range(n)]
+    """Lower-triangular `L` with `L Lᵀ = C` for a batch of small PSD matrices `C` (one per
+    coordinate; `cov[a][b]` arrays of shape `(d,)`, as nested lists: see `_increment`), by the
+    textbook recursion, pivots clipped at 0: a singular block (x and m driven by the same noise,
+    perfectly correlated) gets a zero column instead of NaN."""
+    n = len(cov)
+    low = [[jnp.zeros_like(cov[0][0]) for _ in range(n)] for _ in range(n)]
     for a in range(n):
-        pivot = cov[a, a] - sum(low[a][c] ** 2 for c in range(a))
+        pivot = cov[a][a] - sum(low[a][c] ** 2 for c in range(a))
         low[a][a] = jnp.sqrt(jnp.clip(pivot, 0.0))
         safe = jnp.where(low[a][a] > 0, low[a][a], 1.0)
         for b in range(a + 1, n):
-            rest = cov[b, a] - sum(low[b][c] * low[a][c] for c in range(a))
+            rest = cov[b][a] - sum(low[b][c] * low[a][c] for c in range(a))
             low[b][a] = jnp.where(low[a][a] > 0, rest / safe, 0.0)
-    return jnp.stack([jnp.stack(row) for row in low])
+    return low
 
 
 class _PerCoordinateRoot(lx.AbstractLinearOperator):
@@ -343,7 +352,7 @@ class MomentsSDE(AbstractOptimizerSDE):
         offsets every cell is sampled uniformly: the rule averages to the fine one."""
         table, weights = self.table.astype(dtype), self.weights.astype(dtype)
         n_cells = table.shape[0]
-        if _check.is_concrete(t) and math.isinf(float(t)):
+        if _at_infinity(t):
             nodes, weights = table.reshape(-1), jnp.repeat(weights, OFFSETS) / OFFSETS
         else:
             key = jax.random.fold_in(jax.random.key(self.seed), _step(t, self.lr))
@@ -358,9 +367,10 @@ class MomentsSDE(AbstractOptimizerSDE):
             return noise.std(d).astype(dtype)
         return jnp.broadcast_to(noise.scale, (d,)).astype(dtype)
 
-    def increments(self, t, y):
-        """`(Δ, w)`: the state increments of every node or draw (fields with a leading axis of
-        nodes/draws) and their weights."""
+    def _delta(self, t, y):
+        """`(delta, additive, base)`: `delta(g, step_grad_fn, key)` the state increment of one
+        optimizer update at the gradient `g`, `additive(z_j)` the step gradient of the draw
+        `z_j`, `base` the rules' key."""
         tx, layout = self._tx(), self._layout(y.x)
         k = _step(t, self.lr)
         # Non-negative statistics get no diffusion, but a user's state (or a coarse dt) can
@@ -388,18 +398,34 @@ class MomentsSDE(AbstractOptimizerSDE):
             """The step's draw `z_j` at any point (SAM's second gradient sees the same draw)."""
             return lambda p: problem.grad(p) + z_j
 
-        base = jax.random.fold_in(jax.random.key(self.seed), 1)
+        return delta, additive, jax.random.fold_in(jax.random.key(self.seed), 1)
+
+    def _quadrature(self, t, y):
+        """`(one, nodes, weights)` of the quadrature rule (`_offset_nodes`): `one(node)` the
+        state increment at the standardised node `node`, i.e. at the draw `Z = node · s`, all
+        nodes after one gradient."""
+        delta, additive, base = self._delta(t, y)
+        x = y.x
+        nodes, weights = self._offset_nodes(t, x.dtype)
+        grad = self.problem.grad(x)
+        scale = self._scale(x.shape[0], x.dtype)
+
+        def one(node):
+            z = node * scale
+            return delta(grad + z, additive(z), base)
+
+        return one, nodes, weights
+
+    def increments(self, t, y):
+        """`(Δ, w)`: the state increments of every node or draw (fields with a leading axis of
+        nodes/draws) and their weights."""
         if self.rule == "quadrature":
-            nodes, weights = self._offset_nodes(t, x.dtype)
-            grad = problem.grad(x)
-            z = nodes[:, None] * self._scale(x.shape[0], x.dtype)[None, :]
-
-            def one(z_j):
-                return delta(grad + z_j, additive(z_j), base)
-
-            return jax.vmap(one)(z), weights
+            one, nodes, weights = self._quadrature(t, y)
+            return jax.vmap(one)(nodes), weights
+        delta, additive, base = self._delta(t, y)
+        x, problem = y.x, self.problem
         n = self.nodes
-        step = 0 if _check.is_concrete(t) and math.isinf(float(t)) else _step(t, self.lr)
+        step = 0 if _at_infinity(t) else _step(t, self.lr)
         keys = jax.random.split(jax.random.fold_in(base, step), n)
         weights = jnp.full((n,), 1.0 / n, x.dtype)
         noise = problem.noise
@@ -421,29 +447,53 @@ class MomentsSDE(AbstractOptimizerSDE):
 
         return jax.vmap(draw)(keys), weights
 
-    def _moments(self, t, y):
-        """Quadrature: `(mean, cov)`, the mean `(blocks, d)` and per-coordinate covariance
-        `(blocks, blocks, d)` of one step's increment (zero for blocks without diffusion). Raw
-        second moments in one reduction over the nodes (centring first costs a pass over the
-        nodes per stage, ~5x slower at d = 1000); the cancellation in `E[ΔΔ] - E[Δ]²` is
-        harmless at the sizes of one step."""
-        deltas, weights = self.increments(t, y)
-        # Materialise the increments once: fused into each reduction they would be recomputed
-        # for every mean and covariance entry (2x slower for Adam at d = 1000).
-        blocks = jax.lax.optimization_barrier(tuple(deltas))
-        w = weights[:, None]
-        mean = [jnp.sum(w * a, axis=0) for a in blocks]
-        n = len(blocks)
-        noisy = self._noisy_blocks()
+    def _moments(self, t, y, covariance=True):
+        """Quadrature: `(mean, cov)`, one step's mean increment per block of `Y` (a list of
+        `(d,)` arrays) and, with `covariance`, its per-coordinate covariance (nested lists,
+        `cov[a][b]` of shape `(d,)`; zero for blocks without diffusion), from the weighted
+        first moments `Σ w_j Δ_j` and raw second moments `Σ w_j Δ_j^a Δ_j^b`. The cancellation
+        in `E[ΔΔ] - E[Δ]²` is harmless at the sizes of one step."""
+        if _at_infinity(t):
+            return self._moment_sums(t, y, covariance)
+        # The step's rule sums in a loop, which outside a trace (the drift at many steps, in a
+        # test or a notebook) would be traced and compiled again at every call.
+        return _compiled_moment_sums(self, t, y, covariance)
+
+    def _moment_sums(self, t, y, covariance):
+        """`_moments`, evaluated where it is called."""
+        one, nodes, weights = self._quadrature(t, y)
+        n = len(y)
+        noisy = self._noisy_blocks() if covariance else (False,) * n
         # Blocks without diffusion (non-negative statistics) need no second moments: for Adam
-        # that halves the reductions over the nodes, the bulk of the step.
+        # that halves the products per node.
+        pairs = [(a, b) for a in range(n) for b in range(a, n) if noisy[a] and noisy[b]]
+
+        def terms(node, w):
+            blocks = tuple(one(node))
+            weighted = [w * a for a in blocks]
+            return [*weighted, *(weighted[a] * blocks[b] for a, b in pairs)]
+
+        if _at_infinity(t):
+            # The fine rule, 64 (K + 8) nodes, off the hot path: one reduction over the nodes
+            # keeps the float32 sums accurate (a loop over them lost about a digit, more than
+            # tests/test_sde_moments.py allows for SGD's covariance).
+            sums = [jnp.sum(a, axis=0) for a in jax.vmap(terms)(nodes, weights)]
+        else:
+            # The step's rule, accumulated node by node: with the increments materialised as
+            # `(nodes, d)` arrays per block the step was memory-bound on CPU (3-5x slower at
+            # d = 1000 with 1000 paths; benchmarks/README.md). The loop's carry lives in memory,
+            # so each iteration reads and writes every sum: `UNROLL` nodes per iteration.
+            def add(sums, node_weight):
+                return [s + term for s, term in zip(sums, terms(*node_weight), strict=True)], None
+
+            shapes = jax.eval_shape(terms, nodes[0], weights[0])
+            zeros = [jnp.zeros(a.shape, a.dtype) for a in shapes]
+            sums = jax.lax.scan(add, zeros, (nodes, weights), unroll=UNROLL)[0]
+        mean, second = sums[:n], sums[n:]
         cov = [[jnp.zeros_like(mean[0])] * n for _ in range(n)]
-        for a in range(n):
-            for b in range(a, n):
-                if noisy[a] and noisy[b]:
-                    second = jnp.sum(w * blocks[a] * blocks[b], axis=0)
-                    cov[a][b] = cov[b][a] = second - mean[a] * mean[b]
-        return jnp.stack(mean), jnp.stack([jnp.stack(row) for row in cov])
+        for s, (a, b) in zip(second, pairs, strict=True):
+            cov[a][b] = cov[b][a] = s - mean[a] * mean[b]
+        return mean, cov
 
     def _noisy_blocks(self) -> tuple[bool, ...]:
         """Per block of `Y`: whether it gets diffusion (`x` always; non-negative statistics
@@ -452,11 +502,11 @@ class MomentsSDE(AbstractOptimizerSDE):
 
     def drift(self, t, y, args):
         if self.rule == "quadrature":
-            mean, _ = self._moments(t, y)
+            mean, _ = self._moments(t, y, covariance=False)
         else:
             deltas, weights = self.increments(t, y)
-            mean = jnp.stack([jnp.sum(weights[:, None] * a, axis=0) for a in deltas])
-        return type(y)(*(mean / self.lr))
+            mean = [jnp.sum(weights[:, None] * a, axis=0) for a in deltas]
+        return type(y)(*(m / self.lr for m in mean))
 
     def _increment(self, t, y, args, dt, dw):
         """`b dt + G dW` with the quadrature's moments computed once
@@ -465,13 +515,23 @@ class MomentsSDE(AbstractOptimizerSDE):
         if self.rule != "quadrature":
             return combine_increment(self.drift(t, y, args), self.diffusion(t, y, args), dt, dw)
         mean, cov = self._moments(t, y)
-        root = _PerCoordinateRoot(_small_cholesky(cov / self.lr), type(y))
-        return combine_increment(type(y)(*(mean / self.lr)), root, dt, dw)
+        low = _small_cholesky([[c / self.lr for c in row] for row in cov])
+        # `combine_increment` with `_PerCoordinateRoot.mv` written out on the blocks: stacked
+        # into `(blocks, d)` and `(blocks, blocks, d)` arrays, the moments and the factor cost
+        # copies into a transposed layout and a separate reduction for `G dW` (1.5x slower for
+        # Adam at d = 1000).
+        return type(y)(
+            *(
+                dt * (m / self.lr) + sum(low[a][b] * dw[b] for b in range(a + 1))
+                for a, m in enumerate(mean)
+            )
+        )
 
     def diffusion(self, t, y, args):
         if self.rule == "quadrature":
             _, cov = self._moments(t, y)
-            return _PerCoordinateRoot(_small_cholesky(cov / self.lr), type(y))
+            low = _small_cholesky([[c / self.lr for c in row] for row in cov])
+            return _PerCoordinateRoot(jnp.stack([jnp.stack(row) for row in low]), type(y))
         deltas, weights = self.increments(t, y)
         root = jnp.sqrt(weights / self.lr)[:, None]
         centred = tuple(
@@ -479,3 +539,8 @@ class MomentsSDE(AbstractOptimizerSDE):
             for a, noisy in zip(deltas, self._noisy_blocks(), strict=True)
         )
         return _DrawRoot(centred, type(y))
+
+
+@eqx.filter_jit
+def _compiled_moment_sums(sde: MomentsSDE, t, y, covariance: bool):
+    return sde._moment_sums(t, y, covariance)
