@@ -508,6 +508,11 @@ class MomentsSDE(AbstractOptimizerSDE):
             mean = [jnp.sum(weights[:, None] * a, axis=0) for a in deltas]
         return type(y)(*(m / self.lr for m in mean))
 
+    def _root(self, cov):
+        """The per-coordinate diffusion factor `L` with `L Lᵀ = Cov(Δ) / η` (nested lists,
+        `_small_cholesky`)."""
+        return _small_cholesky([[c / self.lr for c in row] for row in cov])
+
     def _increment(self, t, y, args, dt, dw):
         """`b dt + G dW` with the quadrature's moments computed once
         (`_euler.EulerIncrementTerm`): drift and diffusion each need the increments at every
@@ -515,7 +520,7 @@ class MomentsSDE(AbstractOptimizerSDE):
         if self.rule != "quadrature":
             return combine_increment(self.drift(t, y, args), self.diffusion(t, y, args), dt, dw)
         mean, cov = self._moments(t, y)
-        low = _small_cholesky([[c / self.lr for c in row] for row in cov])
+        low = self._root(cov)
         # `combine_increment` with `_PerCoordinateRoot.mv` written out on the blocks: stacked
         # into `(blocks, d)` and `(blocks, blocks, d)` arrays, the moments and the factor cost
         # copies into a transposed layout and a separate reduction for `G dW` (1.5x slower for
@@ -529,8 +534,7 @@ class MomentsSDE(AbstractOptimizerSDE):
 
     def diffusion(self, t, y, args):
         if self.rule == "quadrature":
-            _, cov = self._moments(t, y)
-            low = _small_cholesky([[c / self.lr for c in row] for row in cov])
+            low = self._root(self._moments(t, y)[1])
             return _PerCoordinateRoot(jnp.stack([jnp.stack(row) for row in low]), type(y))
         deltas, weights = self.increments(t, y)
         root = jnp.sqrt(weights / self.lr)[:, None]
