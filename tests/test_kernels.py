@@ -5,6 +5,8 @@ normals of the same counter-based paths, both checked step by step against hand-
 the optimizer's two layouts run the same numbers, and a coupled optimizer run is the SDE's
 Euler scheme where that is exact."""
 
+import logging
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -159,3 +161,64 @@ def test_optimize_paths_saves_are_a_subsequence():
     assert type(third) is sl.ParamState and third.x.shape == (2, 3, 3)
     np.testing.assert_array_equal(third.x, every.x[:, ::3])
     np.testing.assert_allclose(loss, jax.vmap(jax.vmap(PROB.loss))(third.x), rtol=1e-6)
+
+
+def _core_compilations(caplog, fn) -> int:
+    """How many times `fn` compiles one of the two cores (JAX's compile log)."""
+    caplog.clear()
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        fn()
+    return sum(
+        message.startswith(("Compiling jit(_solve_paths)", "Compiling jit(_optimize_paths)"))
+        for message in (record.getMessage() for record in caplog.records)
+    )
+
+
+def test_hyperparameters_are_traced_so_a_sweep_compiles_each_core_once(caplog):
+    """Learning rates, β's and noise scales are arguments of the compiled cores, not constants:
+    a sweep over them compiles `simulate`'s and `run_optimizer`'s core once each; an SGD's
+    momentum 0 or not (another state) compiles again. The runs equal those of a fresh
+    compilation with the values as constants would (same numbers, float32)."""
+    x0 = jnp.array([1.5, -1.0, 0.5])
+    kw = {"n_steps": 20, "key": jax.random.key(3), "save_every": 10}
+
+    def sweep(values, make):
+        return [
+            (
+                sl.simulate(*make(v), x0, n_paths=8, **kw),
+                sl.run_optimizer(*make(v), x0, n_runs=8, **kw),
+            )
+            for v in values
+        ]
+
+    jax.clear_caches()
+    lrs = (0.011, 0.021, 0.031)
+    runs = []
+    assert (
+        _core_compilations(
+            caplog, lambda: runs.extend(sweep(lrs, lambda lr: (sl.Adam(lr, beta2=0.99), PROB)))
+        )
+        == 2
+    )
+    assert (
+        _core_compilations(
+            caplog,
+            lambda: sweep(
+                (0.5, 1.5),
+                lambda s: (sl.Adam(0.011, beta1=0.8), sl.Quadratic(h=H, noise=sl.GaussianNoise(s))),
+            ),
+        )
+        == 2
+    )
+    assert (
+        _core_compilations(
+            caplog, lambda: sweep((0.0, 0.9), lambda m: (sl.SGD(0.01, momentum=m), PROB))
+        )
+        == 4
+    )
+    # the traced runs are the runs: the last learning rate alone, compiled afresh
+    jax.clear_caches()
+    alone = sweep(lrs[-1:], lambda lr: (sl.Adam(lr, beta2=0.99), PROB))[0]
+    for swept, fresh in zip(runs[-1], alone, strict=True):
+        np.testing.assert_array_equal(swept.x, fresh.x)
+        assert float(jnp.abs(swept.x[:, -1] - x0).min()) > 0  # the runs moved

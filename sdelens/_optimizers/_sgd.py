@@ -82,7 +82,8 @@ class SGD(AbstractStatelessOptimizer):
     """
 
     lr: float = eqx.field(converter=_check.number("lr"))
-    momentum: float = eqx.field(converter=_check.number("momentum"), default=0.0)
+    # Static: momentum 0 or not changes the state (`ParamState` or `MomentumState`).
+    momentum: float = eqx.field(converter=_check.number("momentum"), default=0.0, static=True)
     nesterov: bool = eqx.field(static=True, default=False)
     scaling_rules: ClassVar[tuple[str, ...]] = ("linear",)
 

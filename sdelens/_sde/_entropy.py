@@ -132,8 +132,8 @@ class EntropySGDSDE(AbstractOptimizerSDE):
         d = y.x.shape[0]
         root = self.problem.noise.cov_sqrt_at(self.problem, y.y)
         noise_shape = root.in_structure().shape
-        thermal = math.sqrt(2.0 * self.optimizer.temperature / self.eps)
-        gradient_noise = math.sqrt(self.optimizer.inner_lr / self.eps)
+        thermal = jnp.sqrt(2.0 * self.optimizer.temperature / self.eps)
+        gradient_noise = jnp.sqrt(self.optimizer.inner_lr / self.eps)
 
         def apply(dw):
             kick = thermal * dw[:d] + gradient_noise * root.mv(dw[d:].reshape(noise_shape))
