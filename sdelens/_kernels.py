@@ -195,7 +195,7 @@ def _solve_paths(
 
 
 def solve_paths(sde, *args, **kwargs):
-    """`_solve_paths` (above), compiled once for every value of the SDE's hyperparameters
+    """`_solve_paths` (above), compiled once for all values of the SDE's hyperparameters
     (`_traced_floats`)."""
     return _solve_paths(_traced_floats(sde), *args, **kwargs)
 
@@ -360,7 +360,7 @@ def _optimize_paths(
 
 
 def optimize_paths(opt, problem, x0s, keys, n_steps, save_every, coupling=None, *args, **kwargs):
-    """`_optimize_paths` (above), compiled once for every value of the optimizer's, the
+    """`_optimize_paths` (above), compiled once for all values of the optimizer's, the
     problem's and the coupled SDE's hyperparameters (`_traced_floats`)."""
     opt, problem, coupling = _traced_floats((opt, problem, coupling))
     return _optimize_paths(opt, problem, x0s, keys, n_steps, save_every, coupling, *args, **kwargs)
