@@ -28,9 +28,8 @@ import lineax as lx
 import optax
 
 from ._brownian import CounterBrownianPath, EnsembleBrownianPath, key_words, step_normals
-from ._problems import AbstractProblem
 from ._reduce import KeepPaths, scan_saves
-from ._sde import EulerIncrementTerm
+from ._sde import EulerIncrementTerm, traced_floats
 
 __all__ = ["solve_paths", "optimize_paths", "sde_paths_minor", "Coupling", "PATHS_MINOR_MAX_STATE"]
 
@@ -114,21 +113,6 @@ def _valid(x0s, valid):
     return jnp.ones(x0s.shape[0], bool) if valid is None else valid
 
 
-def _traced_floats(tree):
-    """`tree` with its Python floats as (weakly typed) 0-d arrays. `eqx.filter_jit` treats a
-    Python float as static: every new learning rate, β or noise scale would trace and compile a
-    core again (a sweep over four step sizes compiled it four times). Fields that change the
-    program (an SGD's momentum 0 or not) are static fields of their modules. Of a problem only
-    the noise model's floats are traced: a network's layers branch on theirs (dropout rates)."""
-
-    def traced(node):
-        if isinstance(node, AbstractProblem):
-            return eqx.tree_at(lambda p: p.noise, node, _traced_floats(node.noise))
-        return jnp.asarray(node) if type(node) is float else node
-
-    return jax.tree.map(traced, tree, is_leaf=lambda node: isinstance(node, AbstractProblem))
-
-
 @eqx.filter_jit
 def _solve_paths(
     sde,
@@ -196,8 +180,8 @@ def _solve_paths(
 
 def solve_paths(sde, *args, **kwargs):
     """`_solve_paths` (above), compiled once for all values of the SDE's hyperparameters
-    (`_traced_floats`)."""
-    return _solve_paths(_traced_floats(sde), *args, **kwargs)
+    (`traced_floats`)."""
+    return _solve_paths(traced_floats(sde), *args, **kwargs)
 
 
 def _identity(tree):
@@ -361,6 +345,6 @@ def _optimize_paths(
 
 def optimize_paths(opt, problem, x0s, keys, n_steps, save_every, coupling=None, *args, **kwargs):
     """`_optimize_paths` (above), compiled once for all values of the optimizer's, the
-    problem's and the coupled SDE's hyperparameters (`_traced_floats`)."""
-    opt, problem, coupling = _traced_floats((opt, problem, coupling))
+    problem's and the coupled SDE's hyperparameters (`traced_floats`)."""
+    opt, problem, coupling = traced_floats((opt, problem, coupling))
     return _optimize_paths(opt, problem, x0s, keys, n_steps, save_every, coupling, *args, **kwargs)

@@ -10,6 +10,7 @@ from ._base import (
     AbstractOptimizerSDE as AbstractOptimizerSDE,
     embed_noise as embed_noise,
     stratonovich_correction as stratonovich_correction,
+    traced_floats as traced_floats,
 )
 from ._entropy import (
     EntropySGDSDE as EntropySGDSDE,

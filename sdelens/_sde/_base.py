@@ -120,6 +120,22 @@ class AbstractOptimizerSDE(eqx.Module):
         return jax.tree.map(jnp.subtract, self.drift(t, y, args), correction)
 
 
+def traced_floats(tree):
+    """`tree` with its Python floats as (weakly typed) 0-d arrays, for the arguments of a
+    compiled function. `eqx.filter_jit` treats a Python float as static: every new learning
+    rate, β or noise scale would trace and compile it again (a sweep over four step sizes
+    compiled the cores four times). Fields that change the program (an SGD's momentum 0 or not)
+    are static fields of their modules. Of a problem only the noise model's floats are traced:
+    a network's layers branch on theirs (dropout rates)."""
+
+    def traced(node):
+        if isinstance(node, AbstractProblem):
+            return eqx.tree_at(lambda p: p.noise, node, traced_floats(node.noise))
+        return jnp.asarray(node) if type(node) is float else node
+
+    return jax.tree.map(traced, tree, is_leaf=lambda node: isinstance(node, AbstractProblem))
+
+
 def stratonovich_correction(diffusion, t, y, args):
     """`cᵢ = ½ Σⱼₖ Gₖⱼ ∂ₖGᵢⱼ`, so that Itô `b dt + G dW` = Stratonovich `(b - c) dt + G ∘ dW`
     (docs/math.md, appendix A). The state is ravelled to a vector for the Jacobian.

@@ -29,7 +29,7 @@ from .._optimizers._optax import (
     fixed_gradient,
 )
 from .._problems import AbstractProblem
-from ._base import AbstractOptimizerSDE
+from ._base import AbstractOptimizerSDE, traced_floats
 from ._euler import combine_increment
 
 __all__ = ["MomentsSDE", "MOMENT_RULES", "DEFAULT_NODES", "quantile_table"]
@@ -456,8 +456,9 @@ class MomentsSDE(AbstractOptimizerSDE):
         if _at_infinity(t):
             return self._moment_sums(t, y, covariance)
         # The step's rule sums in a loop, which outside a trace (the drift at many steps, in a
-        # test or a notebook) would be traced and compiled again at every call.
-        return _compiled_moment_sums(self, t, y, covariance)
+        # test or a notebook) would be traced and compiled again at every call (and for every
+        # learning rate without `traced_floats`).
+        return _compiled_moment_sums(traced_floats(self), t, y, covariance)
 
     def _moment_sums(self, t, y, covariance):
         """`_moments`, evaluated where it is called."""
