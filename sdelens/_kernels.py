@@ -61,22 +61,30 @@ def _to_major(tree):
     return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
 
 
-def _solve(terms, solver, y0, ts):
-    """diffrax on the fixed grid `ts`, from `y0` at `ts[0]`; the state at `ts[-1]`."""
-    sol = diffrax.diffeqsolve(
-        terms,
-        solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=y0,
-        stepsize_controller=diffrax.StepTo(ts=ts),
-        saveat=diffrax.SaveAt(t1=True),
-        adjoint=diffrax.ForwardMode(),
-        max_steps=ts.shape[0] - 1,
-        throw=False,
-    )
-    return jax.tree.map(lambda leaf: leaf[-1], sol.ys)
+def _clock(dt, dtype):
+    """`t(i) = i·dt`, step `i`'s start on the fixed grid (the same numbers as
+    `dt * jnp.arange(n, dtype=dtype)`)."""
+
+    def t(i):
+        return dt * jnp.asarray(i, dtype)
+
+    return t
+
+
+def _solve(terms, solver, y0, t, first, count):
+    """diffrax's `solver` stepped along the grid `t(first), …, t(first + count)` from `y0`; the
+    state at the end. The steps of `diffeqsolve` with `StepTo` on that grid, written as a loop
+    whose length `count` is a traced number: one compiled program serves every number of steps
+    between saves (a sweep over learning rates at a fixed horizon compiles once)."""
+
+    def step(j, carry):
+        y, state = carry
+        i = first + j
+        y, _, _, state, _ = solver.step(terms, t(i), t(i + 1), y, None, state, made_jump=False)
+        return y, state
+
+    state = solver.init(terms, t(first), t(first + 1), y0, None)
+    return jax.lax.fori_loop(0, count, step, (y0, state))[0]
 
 
 def _ensemble_terms(sde, brownian, stratonovich: bool, n_paths: int):
@@ -120,8 +128,8 @@ def _solve_paths(
     stratonovich,
     x0s,
     keys,
-    n_steps: int,
-    save_every: int,
+    n_saves: int,
+    save_every,
     substeps: int = 1,
     paths_minor: bool | None = None,
     reducer=None,
@@ -136,25 +144,22 @@ def _solve_paths(
     along the paths (~3x faster for d ≤ 10); others path by path under `vmap`. Both draw every
     path's noise from its own key only (chunking and sharding do not change a path); in float32
     the two layouts draw different numbers (same law), in float64 the same ones. Between saves
-    diffrax integrates one segment of the grid `t_j = j η/substeps` (the segments' steps are
-    those of one integration over the whole grid).
+    the solver steps along one segment of the grid `t_j = j η/substeps` (`_solve`); `n_saves`
+    fixes the shapes returned, `save_every` is traced.
     """
     reducer = _KEEP_PATHS if reducer is None else reducer
-    n_steps, save_every = n_steps * substeps, save_every * substeps
+    per_save = save_every * substeps
     dtype = x0s.dtype
-    ts = (sde.lr / substeps) * jnp.arange(n_steps + 1, dtype=dtype)
+    t = _clock(sde.lr / substeps, dtype)
     bshape = sde.brownian_shape(x0s[0])
     minor = sde_paths_minor(sde, solver, x0s[0]) if paths_minor is None else paths_minor
-
-    def segment(s):
-        return jax.lax.dynamic_slice_in_dim(ts, s * save_every, save_every + 1)
 
     if minor:
         brownian = EnsembleBrownianPath(bshape, keys, dtype)
         terms = _ensemble_terms(sde, brownian, stratonovich, x0s.shape[0])
 
         def advance(ys, s):
-            return _solve(terms, solver, ys, segment(s))
+            return _solve(terms, solver, ys, t, s * per_save, per_save)
 
         y0 = _to_minor(jax.vmap(sde.initial_state)(x0s))
         by_path = _to_major
@@ -163,7 +168,8 @@ def _solve_paths(
 
         def advance(ys, s):
             def one(y, path):
-                return _solve(_path_terms(sde, path, solver, stratonovich), solver, y, segment(s))
+                terms = _path_terms(sde, path, solver, stratonovich)
+                return _solve(terms, solver, y, t, s * per_save, per_save)
 
             return jax.vmap(one)(ys, paths)
 
@@ -175,13 +181,21 @@ def _solve_paths(
         return states, jax.vmap(sde.problem.loss)(states.x)
 
     valid = _valid(x0s, valid)
-    return scan_saves(reducer, valid, n_steps // save_every, y0, advance, observe)
+    return scan_saves(reducer, valid, n_saves, y0, advance, observe)
 
 
-def solve_paths(sde, *args, **kwargs):
+def _saves(n_steps: int, save_every: int):
+    """`(n_saves, save_every)` as the cores take them: the number of saves fixes the shapes of
+    what they return (static), the steps between saves are a traced number."""
+    return n_steps // save_every, jnp.asarray(save_every, jnp.int32)
+
+
+def solve_paths(sde, solver, stratonovich, x0s, keys, n_steps, save_every, *args, **kwargs):
     """`_solve_paths` (above), compiled once for all values of the SDE's hyperparameters
-    (`traced_floats`)."""
-    return _solve_paths(traced_floats(sde), *args, **kwargs)
+    (`traced_floats`) and for every `n_steps` with the same number of saves."""
+    n_saves, save_every = _saves(n_steps, save_every)
+    sde = traced_floats(sde)
+    return _solve_paths(sde, solver, stratonovich, x0s, keys, n_saves, save_every, *args, **kwargs)
 
 
 def _identity(tree):
@@ -221,8 +235,8 @@ def _optimize_paths(
     problem,
     x0s,
     keys,
-    n_steps: int,
-    save_every: int,
+    n_saves: int,
+    save_every,
     coupling: Coupling | None = None,
     paths_minor: bool | None = None,
     reducer=None,
@@ -248,7 +262,7 @@ def _optimize_paths(
     **Layout.** Small states (`≤ PATHS_MINOR_MAX_STATE` numbers, or `paths_minor=True`) run as
     one ensemble with the paths on the minor axis (the update vmapped over the last axis), as
     `solve_paths` does; others run by run under `vmap`. Either way the scan over saves is the
-    outer loop and a `lax.scan` over the steps between saves the inner one.
+    outer loop and a loop over the `save_every` (traced) steps between saves the inner one.
     """
     reducer = _KEEP_PATHS if reducer is None else reducer
     tx = optax.with_extra_args_support(opt.to_optax())
@@ -257,7 +271,7 @@ def _optimize_paths(
         paths_minor = _state_size(jax.eval_shape(opt.initial_state, x0)) <= PATHS_MINOR_MAX_STATE
     shape, substeps, by_path, to_normals = _draws(problem, coupling, x0, paths_minor)
     dtype = x0s.dtype
-    ts = (opt.lr / substeps) * jnp.arange(n_steps * substeps + 1, dtype=dtype)
+    t = _clock(opt.lr / substeps, dtype)
     words = jax.vmap(key_words)(keys)  # (n, 2)
 
     def normals(words, k):
@@ -266,7 +280,7 @@ def _optimize_paths(
         total = 0.0
         for j in range(substeps):
             i = k * substeps + j
-            total = total + step_normals(words, ts[i], ts[i + 1], shape, dtype, by_path=by_path)
+            total = total + step_normals(words, t(i), t(i + 1), shape, dtype, by_path=by_path)
         return total / math.sqrt(substeps) if substeps > 1 else total
 
     def update(x, state, key, k, w):
@@ -306,13 +320,13 @@ def _optimize_paths(
             return jax.vmap(normals, in_axes=(0, None), out_axes=-1)(words, k)
 
         def advance(carry, s):
-            def step(carry, k):
+            def step(j, carry):
+                k = s * save_every + j
                 x, state = carry
                 w = None if shape is None else draw(k)
-                return one_step(x, state, keys, k, w), None
+                return one_step(x, state, keys, k, w)
 
-            carry, _ = jax.lax.scan(step, carry, s * save_every + jnp.arange(save_every))
-            return carry
+            return jax.lax.fori_loop(0, save_every, step, carry)
 
         init = _to_minor(jax.vmap(lambda x: (x, tx.init(x)))(x0s))
 
@@ -323,12 +337,12 @@ def _optimize_paths(
     else:
 
         def advance_run(carry, words, key, s):
-            def step(carry, k):
+            def step(j, carry):
+                k = s * save_every + j
                 x, state = carry
-                return update(x, state, key, k, None if shape is None else normals(words, k)), None
+                return update(x, state, key, k, None if shape is None else normals(words, k))
 
-            carry, _ = jax.lax.scan(step, carry, s * save_every + jnp.arange(save_every))
-            return carry
+            return jax.lax.fori_loop(0, save_every, step, carry)
 
         def advance(carry, s):
             return jax.vmap(advance_run, in_axes=(0, 0, 0, None))(carry, words, keys, s)
@@ -340,11 +354,13 @@ def _optimize_paths(
             return states, jax.vmap(problem.loss)(states.x)
 
     valid = _valid(x0s, valid)
-    return scan_saves(reducer, valid, n_steps // save_every, init, advance, observe)
+    return scan_saves(reducer, valid, n_saves, init, advance, observe)
 
 
 def optimize_paths(opt, problem, x0s, keys, n_steps, save_every, coupling=None, *args, **kwargs):
     """`_optimize_paths` (above), compiled once for all values of the optimizer's, the
-    problem's and the coupled SDE's hyperparameters (`traced_floats`)."""
+    problem's and the coupled SDE's hyperparameters (`traced_floats`) and for every `n_steps`
+    with the same number of saves."""
     opt, problem, coupling = traced_floats((opt, problem, coupling))
-    return _optimize_paths(opt, problem, x0s, keys, n_steps, save_every, coupling, *args, **kwargs)
+    n_saves, save_every = _saves(n_steps, save_every)
+    return _optimize_paths(opt, problem, x0s, keys, n_saves, save_every, coupling, *args, **kwargs)

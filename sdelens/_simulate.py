@@ -145,8 +145,9 @@ def simulate(
     """Integrate the optimizer's SDE (`sde_for(opt, prob, form)`) for `n_paths` independent
     paths, driven by `key` (required).
 
-    The grid is the optimizer's: `t_k = k·lr`, `k = 0 … n_steps`, fixed steps (`StepTo`), one
-    Brownian motion per path, `ForwardMode` adjoint, all paths in one jitted call. The Brownian
+    The grid is the optimizer's: `t_k = k·lr`, `k = 0 … n_steps`, fixed steps (those of
+    `diffeqsolve` with `StepTo`, forward only), one Brownian motion per path, all paths in one
+    jitted call, compiled once for every `n_steps` with the same number of saves. The Brownian
     increments `√Δt ξ` come from a counter-based Threefry hash of `(key_i, t_k, t_{k+1})` fused
     into the step (`CounterBrownianPath`: the law of `diffrax.UnsafeBrownianPath`, 15-20%
     faster per step on CPU). States of at most 12 numbers (Euler, Heun, EulerHeun) are
@@ -242,7 +243,7 @@ def run_optimizer(
     uses `fold_in(key_r, k)`; Entropy-SGD's inner chain draws its own `inner_steps` gradients
     from keys folded from `fold_in(key_r, k)`, and `Run.grad_evals` counts them. Small states
     run as one ensemble with the runs on the minor axis, others under `vmap`; an outer scan
-    over saves, an inner one over the steps between them, one jit. Saves as `simulate`; times
+    over saves, an inner loop over the steps between them, one jit. Saves as `simulate`; times
     `t = k·lr` on the same clock. `Run.state` holds the optimizer's state in its SDE's layout
     (e.g. `AdamState(x, m, v)`). `keep`, `chunk_size`, `hist`, `devices`: as in `simulate`.
 

@@ -222,3 +222,38 @@ def test_hyperparameters_are_traced_so_a_sweep_compiles_each_core_once(caplog):
     for swept, fresh in zip(runs[-1], alone, strict=True):
         np.testing.assert_array_equal(swept.x, fresh.x)
         assert float(jnp.abs(swept.x[:, -1] - x0).min()) > 0  # the runs moved
+
+
+def test_the_steps_between_saves_are_traced_so_a_weak_order_sweep_compiles_each_core_once(caplog):
+    """`weak_order` at three learning rates over the same horizon runs 40, 20 and 10 steps with
+    the same number of saves: one compilation of each core (was one per learning rate; coupled,
+    the optimizer's core once more); another number of saves changes the shapes returned and
+    compiles again. Each run takes the steps it is asked for: SGD's mean on a quadratic is
+    `(1 - ηh)^k x₀` exactly, and the weak errors fall with the step."""
+    x0 = jnp.array([1.5, -1.0, 0.5])
+    kw = {"lrs": [0.025, 0.05, 0.1], "horizon": 1.0, "x0": x0, "n_paths": 200, "n_saves": 5}
+    kw |= {"substeps": 2, "key": jax.random.key(1)}
+    jax.clear_caches()
+    runs = []
+
+    def sweep(**extra):
+        runs.append(sl.weak_order(sl.SGD(0.1), PROB, **(kw | extra)))
+
+    assert _core_compilations(caplog, sweep) == 2
+    assert _core_compilations(caplog, lambda: sweep(coupled=True)) == 1  # the SDE's is the same
+    # coupled, the errors stand far above their SE: first order (0.77, bent at ηh = 0.4)
+    assert np.all(runs[1].error > 5 * runs[1].se) and 0.6 < runs[1].slope < 1.4, runs[1].metrics()
+    assert _core_compilations(caplog, lambda: sweep(n_saves=10)) == 2
+    for lr, steps in [(0.05, 20), (0.1, 10), (0.025, 40)]:
+        run = []
+        compiled = _core_compilations(
+            caplog,
+            lambda lr=lr, steps=steps, run=run: run.append(
+                sl.run_optimizer(sl.SGD(lr), PROB, x0, steps, 200, jax.random.key(2), steps // 5)
+            ),
+        )
+        assert compiled == 0  # the program of the sweeps above
+        x = np.asarray(run[0].x[:, -1])
+        exact = (1 - lr * np.asarray(H)) ** steps * np.asarray(x0)
+        se = x.std(axis=0) / np.sqrt(x.shape[0])
+        assert np.all(np.abs(x.mean(axis=0) - exact) < 4 * se), (steps, x.mean(axis=0), exact)
