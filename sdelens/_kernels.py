@@ -71,20 +71,24 @@ def _clock(dt, dtype):
     return t
 
 
+def _steps(first, count, step, carry):
+    """`carry = step(i, carry)` for `i = first, …, first + count - 1`, `count` a traced number
+    (the steps between two saves: one compiled program for every number of them)."""
+    return jax.lax.fori_loop(0, count, lambda j, carry: step(first + j, carry), carry)
+
+
 def _solve(terms, solver, y0, t, first, count):
     """diffrax's `solver` stepped along the grid `t(first), …, t(first + count)` from `y0`; the
-    state at the end. The steps of `diffeqsolve` with `StepTo` on that grid, written as a loop
-    whose length `count` is a traced number: one compiled program serves every number of steps
-    between saves (a sweep over learning rates at a fixed horizon compiles once)."""
+    state at the end: the steps of `diffeqsolve` with `StepTo` on that grid, in a loop of
+    traced length (`_steps`)."""
 
-    def step(j, carry):
+    def step(i, carry):
         y, state = carry
-        i = first + j
         y, _, _, state, _ = solver.step(terms, t(i), t(i + 1), y, None, state, made_jump=False)
         return y, state
 
     state = solver.init(terms, t(first), t(first + 1), y0, None)
-    return jax.lax.fori_loop(0, count, step, (y0, state))[0]
+    return _steps(first, count, step, (y0, state))[0]
 
 
 def _ensemble_terms(sde, brownian, stratonovich: bool, n_paths: int):
@@ -320,13 +324,12 @@ def _optimize_paths(
             return jax.vmap(normals, in_axes=(0, None), out_axes=-1)(words, k)
 
         def advance(carry, s):
-            def step(j, carry):
-                k = s * save_every + j
+            def step(k, carry):
                 x, state = carry
                 w = None if shape is None else draw(k)
                 return one_step(x, state, keys, k, w)
 
-            return jax.lax.fori_loop(0, save_every, step, carry)
+            return _steps(s * save_every, save_every, step, carry)
 
         init = _to_minor(jax.vmap(lambda x: (x, tx.init(x)))(x0s))
 
@@ -337,12 +340,11 @@ def _optimize_paths(
     else:
 
         def advance_run(carry, words, key, s):
-            def step(j, carry):
-                k = s * save_every + j
+            def step(k, carry):
                 x, state = carry
                 return update(x, state, key, k, None if shape is None else normals(words, k))
 
-            return jax.lax.fori_loop(0, save_every, step, carry)
+            return _steps(s * save_every, save_every, step, carry)
 
         def advance(carry, s):
             return jax.vmap(advance_run, in_axes=(0, 0, 0, None))(carry, words, keys, s)
